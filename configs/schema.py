@@ -1,0 +1,191 @@
+"""Typed configuration for vaepipe: nested frozen dataclasses with defaults.
+
+YAML files are applied on top of these defaults, then `--set section.key=value` overrides
+(see `configs.loader`). Every field here is documented in `configs/tabular.yaml`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+DATA_KINDS = ("tabular",)
+FORMATS = ("auto", "csv", "parquet", "tfrecord")
+ON_ANOMALY = ("warn", "fail")
+CODE_DTYPES = ("int8", "float16", "float32")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where records come from and which columns are modelled."""
+
+    kind: str = "tabular"
+    format: str = "auto"
+    id_column: Optional[str] = None
+    exclude_columns: tuple[str, ...] = ()
+    column_names: Optional[tuple[str, ...]] = None
+    csv_has_header: bool = True
+    csv_delimiter: str = ","
+    categorical_columns: tuple[str, ...] = ()
+    numeric_columns: tuple[str, ...] = ()
+    chunk_rows: int = 4096
+
+    def validate(self) -> None:
+        _check_choice("data.kind", self.kind, DATA_KINDS)
+        _check_choice("data.format", self.format, FORMATS)
+        _check_positive("data.chunk_rows", self.chunk_rows)
+        if len(self.csv_delimiter) != 1:
+            raise ConfigError(
+                f"data.csv_delimiter must be one character. Received: {self.csv_delimiter!r}"
+            )
+        if not self.csv_has_header and not self.column_names:
+            raise ConfigError("data.column_names is required when data.csv_has_header is false")
+        both = set(self.categorical_columns) & set(self.numeric_columns)
+        if both:
+            raise ConfigError(
+                f"columns cannot be both categorical and numeric: {sorted(both)} "
+                "(data.categorical_columns, data.numeric_columns)"
+            )
+
+
+@dataclass(frozen=True)
+class SchemaConfig:
+    """Statistics, schema inference and validation (TFDV)."""
+
+    schema_file: Optional[str] = None
+    on_anomaly: str = "warn"
+    max_vocabulary: int = 1000
+    int_categorical_max_values: int = 2
+    validation_sample_rate: float = 1.0
+
+    def validate(self) -> None:
+        _check_choice("schema.on_anomaly", self.on_anomaly, ON_ANOMALY)
+        _check_positive("schema.max_vocabulary", self.max_vocabulary)
+        if self.int_categorical_max_values < 0:
+            raise ConfigError(
+                "schema.int_categorical_max_values must be >= 0. "
+                f"Received: {self.int_categorical_max_values}"
+            )
+        _check_fraction("schema.validation_sample_rate", self.validation_sample_rate, allow_one=True)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The VAE's architecture and the choices that shape its objective."""
+
+    latent_dim: int = 8
+    hidden_units: tuple[int, ...] = (128, 64)
+    activation: str = "relu"
+    beta: float = 1.0
+    kl_warmup_epochs: int = 5
+    min_log_var: float = -6.0
+    max_log_var: float = 6.0
+
+    def validate(self) -> None:
+        _check_positive("model.latent_dim", self.latent_dim)
+        if not self.hidden_units or any(u <= 0 for u in self.hidden_units):
+            raise ConfigError(
+                f"model.hidden_units must be positive integers. Received: {list(self.hidden_units)}"
+            )
+        if self.beta < 0:
+            raise ConfigError(f"model.beta must be >= 0. Received: {self.beta}")
+        if self.kl_warmup_epochs < 0:
+            raise ConfigError(
+                f"model.kl_warmup_epochs must be >= 0. Received: {self.kl_warmup_epochs}"
+            )
+        if self.min_log_var >= self.max_log_var:
+            raise ConfigError(
+                "model.min_log_var must be below model.max_log_var. "
+                f"Received: {self.min_log_var} >= {self.max_log_var}"
+            )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, data splits and checkpoints."""
+
+    epochs: int = 40
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    validation_fraction: float = 0.1
+    calibration_fraction: float = 0.1
+    early_stopping_patience: int = 5
+    seed: int = 0
+    shard_rows: int = 65536
+
+    def validate(self) -> None:
+        _check_positive("train.epochs", self.epochs)
+        _check_positive("train.batch_size", self.batch_size)
+        _check_positive("train.shard_rows", self.shard_rows)
+        if self.learning_rate <= 0:
+            raise ConfigError(f"train.learning_rate must be positive. Received: {self.learning_rate}")
+        _check_fraction("train.validation_fraction", self.validation_fraction)
+        _check_fraction("train.calibration_fraction", self.calibration_fraction)
+        if self.validation_fraction + self.calibration_fraction >= 0.9:
+            raise ConfigError(
+                "train.validation_fraction + train.calibration_fraction must leave at least 10% "
+                f"for training. Received: {self.validation_fraction} + {self.calibration_fraction}"
+            )
+        _check_positive("train.early_stopping_patience", self.early_stopping_patience)
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """Thresholds, attribution and the latent-code format."""
+
+    target_fpr: float = 0.01
+    top_features: int = 3
+    code_dtype: str = "int8"
+    batch_size: int = 1024
+    mc_samples: int = 0
+
+    def validate(self) -> None:
+        _check_fraction("scoring.target_fpr", self.target_fpr)
+        _check_positive("scoring.top_features", self.top_features)
+        _check_choice("scoring.code_dtype", self.code_dtype, CODE_DTYPES)
+        _check_positive("scoring.batch_size", self.batch_size)
+        if self.mc_samples < 0:
+            raise ConfigError(f"scoring.mc_samples must be >= 0. Received: {self.mc_samples}")
+
+
+@dataclass(frozen=True)
+class VaepipeConfig:
+    """The whole resolved configuration of one run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    schema: SchemaConfig = field(default_factory=SchemaConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+
+    def validate(self) -> None:
+        for section in (self.data, self.schema, self.model, self.train, self.scoring):
+            section.validate()
+        overlap = set(self.data.exclude_columns) & (
+            set(self.data.categorical_columns) | set(self.data.numeric_columns)
+        )
+        if overlap:
+            raise ConfigError(
+                f"excluded columns cannot also be modelled: {sorted(overlap)} "
+                "(data.exclude_columns vs data.categorical_columns/numeric_columns)"
+            )
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, mistyped or out of range; the message names it."""
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {list(choices)}. Received: {value!r}")
+
+
+def _check_positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive. Received: {value}")
+
+
+def _check_fraction(name: str, value: float, allow_one: bool = False) -> None:
+    if not (0 < value < 1 or (allow_one and value == 1)):
+        bounds = "(0, 1]" if allow_one else "(0, 1)"
+        raise ConfigError(f"{name} must be in {bounds}. Received: {value}")

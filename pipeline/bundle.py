@@ -1,0 +1,213 @@
+"""The model bundle: one directory holding everything scoring and decoding need.
+
+    MODEL_DIR/
+      model.keras          the VAE (loads with safe_mode=True; no pickles anywhere)
+      encoding.json        how columns map to the model input and back
+      schema.pbtxt         TFDV schema every scoring batch is validated against
+      statistics.pb        TFDV training statistics (for drift comparison and reports)
+      calibration.json     threshold, target FPR, code quantisation, per-feature baselines
+      calibration_scores.npy  sorted calibration scores (p-values), loaded with allow_pickle=False
+      config.yaml          the resolved config of the training run
+      training_report.json per-epoch ELBO terms, rows per split
+      manifest.json        data kind, package versions and a SHA-256 of every part (written last)
+
+Loading checks the manifest: a missing part, a part whose hash changed, or a bundle from an
+incompatible format version is refused with a message naming it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, Optional
+
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from pipeline.encoding import TabularEncoding
+from pipeline.io import read_bytes, read_text, write_bytes, write_text
+
+FORMAT_VERSION = 1
+MODEL_FILE = "model.keras"
+ENCODING_FILE = "encoding.json"
+SCHEMA_FILE = "schema.pbtxt"
+STATISTICS_FILE = "statistics.pb"
+CALIBRATION_FILE = "calibration.json"
+SCORES_FILE = "calibration_scores.npy"
+CONFIG_FILE = "config.yaml"
+REPORT_FILE = "training_report.json"
+MANIFEST_FILE = "manifest.json"
+PARTS = (
+    MODEL_FILE,
+    ENCODING_FILE,
+    SCHEMA_FILE,
+    STATISTICS_FILE,
+    CALIBRATION_FILE,
+    SCORES_FILE,
+    CONFIG_FILE,
+    REPORT_FILE,
+)
+_PACKAGES = ("vaepipe", "keras", "tensorflow", "apache-beam", "tensorflow-data-validation")
+
+
+class BundleError(ValueError):
+    """A model bundle is missing, incomplete, altered or incompatible."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What scoring needs beyond the model: threshold, baselines, code quantisation."""
+
+    target_fpr: float
+    threshold: float
+    feature_baseline: tuple[float, ...]
+    code_scale: tuple[float, ...]
+    n_calibration: int
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Calibration":
+        data = json.loads(text)
+        data["feature_baseline"] = tuple(data["feature_baseline"])
+        data["code_scale"] = tuple(data["code_scale"])
+        return cls(**data)
+
+
+@dataclass
+class Bundle:
+    """A loaded, verified model bundle."""
+
+    directory: str
+    model: Any
+    encoding: TabularEncoding
+    schema: schema_pb2.Schema
+    calibration: Calibration
+    calibration_scores: np.ndarray
+    manifest: dict
+
+    def p_values(self, scores: np.ndarray) -> np.ndarray:
+        """Fraction of calibration scores at or above each score."""
+        below = np.searchsorted(self.calibration_scores, scores, side="left")
+        return (len(self.calibration_scores) - below) / len(self.calibration_scores)
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "unknown"
+    return versions
+
+
+def write_part(directory: str, name: str, data: bytes) -> None:
+    write_bytes(os.path.join(directory, name), data)
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def write_manifest(directory: str, data_kind: str) -> dict:
+    """Hash every part and write the manifest last: a bundle without one is incomplete."""
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "data_kind": data_kind,
+        "versions": package_versions(),
+        "sha256": {name: _sha256(os.path.join(directory, name)) for name in PARTS},
+    }
+    write_text(os.path.join(directory, MANIFEST_FILE), json.dumps(manifest, indent=1))
+    return manifest
+
+
+def load_bundle(directory: str, load_model: bool = True) -> Bundle:
+    """Load and verify a bundle; raises BundleError naming what is wrong."""
+    manifest = _verified_manifest(directory)
+    calibration = Calibration.from_json(read_text(os.path.join(directory, CALIBRATION_FILE)))
+    scores = np.load(io.BytesIO(read_bytes(os.path.join(directory, SCORES_FILE))), allow_pickle=False)
+    encoding = TabularEncoding.from_json(read_text(os.path.join(directory, ENCODING_FILE)))
+    schema = text_format.Parse(read_text(os.path.join(directory, SCHEMA_FILE)), schema_pb2.Schema())
+    _check_consistent(encoding, schema, calibration)
+    model = _load_model(os.path.join(directory, MODEL_FILE)) if load_model else None
+    return Bundle(directory, model, encoding, schema, calibration, scores, manifest)
+
+
+def _verified_manifest(directory: str) -> dict:
+    path = os.path.join(directory, MANIFEST_FILE)
+    if not FileSystems.exists(path):
+        raise BundleError(
+            f"{directory} is not a complete model bundle: {MANIFEST_FILE} is missing "
+            "(was training interrupted, or is this the wrong directory?)"
+        )
+    manifest = json.loads(read_text(path))
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise BundleError(
+            f"bundle {directory} has format version {manifest.get('format_version')}, "
+            f"this vaepipe reads version {FORMAT_VERSION}; retrain or use a matching vaepipe"
+        )
+    for name, expected in manifest["sha256"].items():
+        part = os.path.join(directory, name)
+        if not FileSystems.exists(part):
+            raise BundleError(f"bundle {directory} is missing its part {name}")
+        if _sha256(part) != expected:
+            raise BundleError(
+                f"bundle part {name} in {directory} was changed after training "
+                "(its SHA-256 does not match the manifest); refusing to score with it"
+            )
+    return manifest
+
+
+def _check_consistent(encoding: TabularEncoding, schema, calibration: Calibration) -> None:
+    in_schema = {f.name for f in schema.feature}
+    missing = [c for c in encoding.columns if c not in in_schema]
+    if missing:
+        raise BundleError(f"bundle is inconsistent: encoded columns {missing} are not in its schema")
+    if len(calibration.feature_baseline) != len(encoding.columns):
+        raise BundleError(
+            "bundle is inconsistent: calibration has "
+            f"{len(calibration.feature_baseline)} feature baselines for "
+            f"{len(encoding.columns)} encoded columns"
+        )
+
+
+def _load_model(path: str) -> Any:
+    import keras
+
+    import vae_model  # noqa: F401  registers the VAE class for deserialisation
+
+    if path.startswith("gs://"):  # Keras loads local files: copy the verified part first
+        local = os.path.join(tempfile.mkdtemp(prefix="vaepipe-"), MODEL_FILE)
+        with open(local, "wb") as handle:
+            handle.write(read_bytes(path))
+        path = local
+    return keras.saving.load_model(path, safe_mode=True, compile=False)
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with FileSystems.open(path) as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_columns(bundle: Bundle, columns: list[str], source: str, optional: Optional[set] = None):
+    """Refuse input that lacks a column the model was trained on (naming file and columns)."""
+    missing = [c for c in bundle.encoding.columns if c not in columns]
+    if missing:
+        raise BundleError(
+            f"input {source} does not fit the model in {bundle.directory}: missing columns "
+            f"{missing} (the model was trained on {bundle.encoding.columns})"
+        )

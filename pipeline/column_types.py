@@ -1,0 +1,163 @@
+"""Decide each column's kind (numeric or categorical) and convert chunks to those types.
+
+Kinds are inferred in one global pass over the training data (a Beam CombineFn), because a
+chunk alone can mislead (a column that is empty in one chunk). At scoring time the kinds come
+from the model bundle, and a value that does not fit its column's kind is a dead letter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
+
+import apache_beam as beam
+import numpy as np
+import pandas as pd
+
+from configs.schema import DataConfig
+from pipeline.records import NON_FINITE, NOT_A_NUMBER, DeadLetter, RecordChunk
+
+NUMERIC = "numeric"
+CATEGORICAL = "categorical"
+# Integers with few distinct values are modelled as categories (spelled as their decimal text).
+INT_CATEGORICAL = "int_categorical"
+KINDS = (NUMERIC, CATEGORICAL, INT_CATEGORICAL)
+
+STAGE = "type"
+# Tokens read as a missing value in numeric columns (pandas' usual spellings of NaN).
+_MISSING_TOKENS = frozenset({"nan", "NaN", "NAN", "NA", "N/A", "null", "NULL", "None"})
+
+
+@dataclass
+class ColumnProfile:
+    """What one pass learns about a column: how often it is numeric, integral, how varied."""
+
+    present: int = 0
+    non_numeric: int = 0
+    non_integer: int = 0
+    distinct: set = field(default_factory=set)
+
+
+class ProfileColumns(beam.CombineFn):
+    """Profiles every column over all chunks (distinct values capped to stay small)."""
+
+    def __init__(self, max_distinct: int):
+        self._cap = max_distinct + 1
+
+    def create_accumulator(self) -> dict[str, ColumnProfile]:
+        return {}
+
+    def add_input(self, acc: dict[str, ColumnProfile], chunk: RecordChunk):
+        for name in chunk.frame.columns:
+            _profile_into(acc.setdefault(name, ColumnProfile()), chunk.frame[name], self._cap)
+        return acc
+
+    def merge_accumulators(self, accs):
+        merged: dict[str, ColumnProfile] = {}
+        for acc in accs:
+            for name, prof in acc.items():
+                out = merged.setdefault(name, ColumnProfile())
+                out.present += prof.present
+                out.non_numeric += prof.non_numeric
+                out.non_integer += prof.non_integer
+                out.distinct |= prof.distinct
+                if len(out.distinct) > self._cap:
+                    out.distinct = set(list(out.distinct)[: self._cap])
+        return merged
+
+    def extract_output(self, acc):
+        return acc
+
+
+def _profile_into(prof: ColumnProfile, values: pd.Series, cap: int) -> None:
+    present = values.notna()
+    numbers = pd.to_numeric(values[present], errors="coerce")
+    prof.present += int(present.sum())
+    prof.non_numeric += int(numbers.isna().sum())
+    finite = numbers[np.isfinite(numbers.to_numpy(dtype=float))]
+    prof.non_integer += int((finite != np.round(finite)).sum())
+    if len(prof.distinct) <= cap:
+        prof.distinct |= set(values[present].astype(str).unique()[:cap])
+
+
+def decide_kinds(
+    profiles: Mapping[str, ColumnProfile], config: DataConfig, int_categorical_max: int
+) -> dict[str, str]:
+    """Each modelled column's kind from its profile and the config's forced kinds."""
+    kinds = {}
+    for name, prof in profiles.items():
+        if name in config.exclude_columns:
+            continue
+        if name in config.categorical_columns:
+            kinds[name] = CATEGORICAL
+        elif name in config.numeric_columns or prof.present == 0:
+            kinds[name] = NUMERIC
+        elif prof.non_numeric > 0:
+            kinds[name] = CATEGORICAL
+        elif prof.non_integer == 0 and len(prof.distinct) <= int_categorical_max:
+            kinds[name] = INT_CATEGORICAL
+        else:
+            kinds[name] = NUMERIC
+    missing = set(config.categorical_columns) | set(config.numeric_columns)
+    missing -= set(profiles)
+    if missing:
+        raise ValueError(f"columns named in the config are not in the input: {sorted(missing)}")
+    return dict(sorted(kinds.items()))
+
+
+def apply_kinds(
+    chunk: RecordChunk, kinds: Mapping[str, str], exclude: tuple[str, ...] = ()
+) -> tuple[Optional[RecordChunk], list[DeadLetter]]:
+    """Convert modelled columns to their kinds; rows with unusable numbers become dead letters.
+
+    Returns a chunk whose frame holds the modelled columns (float64 for numeric, str or None for
+    categorical) followed by the excluded columns as read. Columns absent from the input are
+    all-missing. Missing values (empty, NaN spellings) stay missing: they are legitimate data.
+    """
+    n = len(chunk)
+    bad = np.zeros(n, dtype=bool)
+    dead: list[DeadLetter] = []
+    columns: dict[str, object] = {}
+    for name, kind in kinds.items():
+        values = chunk.frame[name] if name in chunk.frame.columns else pd.Series([None] * n)
+        if kind == NUMERIC:
+            numbers, problems = _to_numbers(values)
+            for reason, rows, message in problems:
+                fresh = rows[~bad[rows]]
+                dead += chunk.dead_letters(fresh, STAGE, reason, message, field=name)
+                bad[rows] = True
+            columns[name] = numbers
+        else:
+            columns[name] = _to_categories(values, kind)
+    for name in exclude:
+        if name in chunk.frame.columns:
+            columns[name] = chunk.frame[name].to_numpy(dtype=object)
+    typed = RecordChunk(chunk.source, chunk.record_ids, chunk.raw, pd.DataFrame(columns))
+    return (typed.take(~bad) if (~bad).any() else None), dead
+
+
+def _to_numbers(values: pd.Series) -> tuple[np.ndarray, list[tuple[str, np.ndarray, str]]]:
+    """Float64 values (NaN = missing) and the rows whose text is not a finite number."""
+    text = values.where(~values.isin(_MISSING_TOKENS), None)
+    numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
+    given = text.notna().to_numpy()
+    not_number = np.flatnonzero(given & np.isnan(numbers))
+    infinite = np.flatnonzero(np.isinf(numbers))
+    problems = []
+    if len(not_number):
+        problems.append((NOT_A_NUMBER, not_number, "value is not a number"))
+    if len(infinite):
+        problems.append((NON_FINITE, infinite, "value is infinite or out of float64 range"))
+    numbers[infinite] = np.nan
+    return numbers, problems
+
+
+def _to_categories(values: pd.Series, kind: str) -> np.ndarray:
+    """Category spellings as str (None = missing); integer categories in canonical form."""
+    if kind == INT_CATEGORICAL:
+        numbers = pd.to_numeric(values, errors="coerce")
+        canon = numbers.map(lambda v: None if pd.isna(v) or not np.isfinite(v) else str(int(v)))
+        # A value that is not an integer stays as written: it will fall in the OOV bucket.
+        return np.where(numbers.isna() & values.notna(), values.astype(str), canon).astype(object)
+    out = values.astype(object).where(values.notna(), None)
+    return np.array([None if v is None else str(v) for v in out], dtype=object)

@@ -1,0 +1,165 @@
+"""The tabular encoding: records <-> the packed model input, derived from TFDV statistics.
+
+Numbers: z = asinh((x - median) / scale), scale = IQR / 1.349 (the standard deviation of a
+normal with that IQR), falling back to the standard deviation, then 1 for constant columns.
+asinh is linear near the median and logarithmic in the tails, so heavy-tailed columns (byte
+counts, durations) stay in a range a Gaussian can model, and it is exactly invertible.
+Categories: a vocabulary of the most frequent training values, plus one out-of-vocabulary (OOV)
+bucket for everything else. Missing values are masked, never imputed as if observed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+from tensorflow_metadata.proto.v0 import statistics_pb2
+
+from pipeline.column_types import CATEGORICAL, INT_CATEGORICAL, NUMERIC
+from pipeline.statistics import feature_stats, quantile
+from vae_model.layout import FeatureLayout
+
+IQR_TO_STD = 1.349
+
+
+@dataclass(frozen=True)
+class NumericSpec:
+    name: str
+    center: float
+    scale: float
+
+
+@dataclass(frozen=True)
+class CategoricalSpec:
+    name: str
+    vocabulary: tuple[str, ...]
+    integer: bool = False
+
+    @property
+    def cardinality(self) -> int:
+        return len(self.vocabulary) + 1  # + the OOV bucket
+
+    @property
+    def oov_index(self) -> int:
+        return len(self.vocabulary)
+
+
+@dataclass(frozen=True)
+class TabularEncoding:
+    """How each modelled column maps to the model's packed input, and back."""
+
+    numeric: tuple[NumericSpec, ...]
+    categorical: tuple[CategoricalSpec, ...]
+
+    @property
+    def columns(self) -> list[str]:
+        return [s.name for s in self.numeric] + [s.name for s in self.categorical]
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        kinds = {s.name: NUMERIC for s in self.numeric}
+        for spec in self.categorical:
+            kinds[spec.name] = INT_CATEGORICAL if spec.integer else CATEGORICAL
+        return kinds
+
+    def layout(self) -> FeatureLayout:
+        return FeatureLayout(
+            numeric=tuple(s.name for s in self.numeric),
+            categorical=tuple((s.name, s.cardinality) for s in self.categorical),
+        )
+
+    def encode(self, frame: pd.DataFrame) -> np.ndarray:
+        """Packed float32 model input `[n, 2*width]`: values, then the observed mask."""
+        values = np.zeros((len(frame), len(self.columns)), dtype=np.float32)
+        mask = np.zeros_like(values)
+        for j, spec in enumerate(self.numeric):
+            x = frame[spec.name].to_numpy(dtype=np.float64)
+            seen = ~np.isnan(x)
+            values[seen, j] = np.arcsinh((x[seen] - spec.center) / spec.scale)
+            mask[:, j] = seen
+        offset = len(self.numeric)
+        for j, spec in enumerate(self.categorical, start=offset):
+            column = frame[spec.name]
+            seen = column.notna().to_numpy()
+            lookup = {v: i for i, v in enumerate(spec.vocabulary)}
+            index = column.map(lookup).fillna(spec.oov_index).to_numpy(dtype=np.float32)
+            values[:, j] = np.where(seen, index, 0.0)
+            mask[:, j] = seen
+        return np.concatenate([values, mask], axis=1)
+
+    def decode(self, values: np.ndarray) -> pd.DataFrame:
+        """Records in original units from packed values `[n, width]` (numeric z, category index).
+
+        The OOV bucket decodes to None: the code says "a rare value", not which one.
+        """
+        out: dict[str, object] = {}
+        for j, spec in enumerate(self.numeric):
+            z = np.clip(values[:, j].astype(np.float64), -700.0, 700.0)
+            out[spec.name] = spec.center + spec.scale * np.sinh(z)
+        offset = len(self.numeric)
+        for j, spec in enumerate(self.categorical, start=offset):
+            index = np.clip(np.rint(values[:, j]).astype(int), 0, spec.oov_index)
+            vocab = [_typed(v, spec.integer) for v in spec.vocabulary] + [None]
+            out[spec.name] = pd.Series([vocab[i] for i in index], dtype=object)
+        return pd.DataFrame(out)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TabularEncoding":
+        data = json.loads(text)
+        return cls(
+            numeric=tuple(NumericSpec(**s) for s in data["numeric"]),
+            categorical=tuple(
+                CategoricalSpec(s["name"], tuple(s["vocabulary"]), s["integer"])
+                for s in data["categorical"]
+            ),
+        )
+
+
+def _typed(value: str, integer: bool) -> object:
+    return int(value) if integer else value
+
+
+def encoding_from_statistics(
+    stats: statistics_pb2.DatasetFeatureStatisticsList,
+    kinds: Mapping[str, str],
+    max_vocabulary: int,
+) -> TabularEncoding:
+    """Derive the encoding from training statistics (TFDV) and the column kinds."""
+    by_name = feature_stats(stats)
+    numeric, categorical = [], []
+    for name, kind in kinds.items():
+        feature = by_name.get(name)
+        if kind == NUMERIC:
+            numeric.append(_numeric_spec(name, feature))
+        else:
+            vocab = _vocabulary(feature, max_vocabulary)
+            categorical.append(CategoricalSpec(name, vocab, integer=kind == INT_CATEGORICAL))
+    return TabularEncoding(tuple(numeric), tuple(categorical))
+
+
+def _numeric_spec(name: str, feature) -> NumericSpec:
+    if feature is None or not feature.HasField("num_stats"):
+        return NumericSpec(name, 0.0, 1.0)  # never observed: all values will be masked
+    num = feature.num_stats
+    q25, q50, q75 = (quantile(num, q) for q in (0.25, 0.5, 0.75))
+    center = q50 if q50 is not None else num.median
+    scale = (q75 - q25) / IQR_TO_STD if q25 is not None and q75 is not None else 0.0
+    if not scale > 1e-12:
+        scale = num.std_dev
+    if not scale > 1e-12:
+        scale = 1.0  # a constant column: any change from the constant is what stands out
+    return NumericSpec(name, float(center), float(scale))
+
+
+def _vocabulary(feature, max_vocabulary: int) -> tuple[str, ...]:
+    if feature is None:
+        return ()
+    string_stats = feature.string_stats
+    values = [v.value for v in string_stats.top_values][:max_vocabulary]
+    return tuple(values)

@@ -1,0 +1,119 @@
+"""Scoring with the model bundle: a RunInference ModelHandler and the batch scoring math.
+
+The handler loads the bundle once per worker (RunInference shares it across threads) and
+scores whole encoded chunks as NumPy arrays. A chunk whose model call fails is split in halves
+until the failing records are isolated: they become dead letters, the rest is scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional, Sequence
+
+import numpy as np
+from apache_beam.ml.inference.base import ModelHandler
+
+from pipeline.records import MODEL_ERROR, NON_FINITE_SCORE, DeadLetter, EncodedChunk
+
+STAGE = "score"
+OUTPUT_KEYS = ("score", "reconstruction_nll", "kl", "feature_nll", "z_mean")
+
+
+def score_batches(model: Any, inputs: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
+    """Deterministic score terms for `inputs`, in fixed-size (padded) batches.
+
+    Padding the last batch keeps one traced shape, so the compiled predict function is reused
+    instead of retraced for every chunk size.
+    """
+    outs: dict[str, list] = {key: [] for key in OUTPUT_KEYS}
+    for start in range(0, len(inputs), batch_size):
+        batch = inputs[start : start + batch_size]
+        n = len(batch)
+        if n < batch_size:
+            batch = np.concatenate([batch, np.zeros((batch_size - n,) + batch.shape[1:], batch.dtype)])
+        result = model.predict_on_batch(batch)
+        for key in OUTPUT_KEYS:
+            outs[key].append(np.asarray(result[key])[:n])
+    return {key: np.concatenate(parts) for key, parts in outs.items()}
+
+
+@dataclass
+class ScoredChunk:
+    """A chunk's score terms for the rows that scored, and dead letters for those that did not."""
+
+    chunk: EncodedChunk
+    terms: dict[str, np.ndarray]
+    dead: list[DeadLetter] = field(default_factory=list)
+
+
+class BundleModelHandler(ModelHandler[EncodedChunk, ScoredChunk, Any]):
+    """RunInference handler: EncodedChunk in, ScoredChunk out, the bundle as the model."""
+
+    def __init__(self, model_dir: str, batch_size: int, mc_samples: int = 0):
+        super().__init__()
+        self._model_dir = model_dir
+        self._batch_size = batch_size
+        self._mc_samples = mc_samples
+
+    def load_model(self):
+        from pipeline.bundle import load_bundle
+
+        bundle = load_bundle(self._model_dir)
+        bundle.model.score_mc_samples = self._mc_samples
+        return bundle
+
+    def run_inference(
+        self, batch: Sequence[EncodedChunk], model, inference_args: Optional[dict] = None
+    ) -> Iterable[ScoredChunk]:
+        return [score_chunk(model.model, chunk, self._batch_size) for chunk in batch]
+
+    def batch_elements_kwargs(self) -> dict:
+        # Elements are already chunks of thousands of rows: one chunk per model batch.
+        return {"min_batch_size": 1, "max_batch_size": 1}
+
+    def share_model_across_processes(self) -> bool:
+        return False
+
+
+def score_chunk(model: Any, chunk: EncodedChunk, batch_size: int) -> ScoredChunk:
+    """Score a chunk, isolating rows that fail or give non-finite scores."""
+    ok_rows, terms, dead = _score_isolating(model, chunk, np.arange(len(chunk)), batch_size)
+    finite = np.isfinite(terms["score"]) if len(ok_rows) else np.zeros(0, dtype=bool)
+    for i in ok_rows[~finite]:
+        dead.append(_dead(chunk, i, NON_FINITE_SCORE, "the model gave a non-finite score"))
+    keep = ok_rows[finite]
+    kept_terms = {k: v[finite] for k, v in terms.items()}
+    return ScoredChunk(_subset(chunk, keep), kept_terms, dead)
+
+
+def _score_isolating(model, chunk: EncodedChunk, rows: np.ndarray, batch_size: int):
+    try:
+        return rows, score_batches(model, chunk.inputs[rows], batch_size), []
+    except Exception as err:  # any model failure: find the rows that cause it
+        if len(rows) == 1:
+            message = f"model failed on this record: {type(err).__name__}: {err}"
+            return rows[:0], _empty_terms(), [_dead(chunk, rows[0], MODEL_ERROR, message)]
+    half = len(rows) // 2
+    parts = [_score_isolating(model, chunk, part, batch_size) for part in (rows[:half], rows[half:])]
+    ok = np.concatenate([p[0] for p in parts])
+    terms = {k: np.concatenate([p[1][k] for p in parts if len(p[0])] or [_empty_terms()[k]])
+             for k in OUTPUT_KEYS}
+    return ok, terms, parts[0][2] + parts[1][2]
+
+
+def _empty_terms() -> dict[str, np.ndarray]:
+    return {key: np.zeros((0,)) for key in OUTPUT_KEYS}
+
+
+def _subset(chunk: EncodedChunk, rows: np.ndarray) -> EncodedChunk:
+    return EncodedChunk(
+        source=chunk.source,
+        record_ids=[chunk.record_ids[i] for i in rows],
+        raw=[chunk.raw[i] for i in rows],
+        inputs=chunk.inputs[rows],
+        passthrough=chunk.passthrough.iloc[rows].reset_index(drop=True),
+    )
+
+
+def _dead(chunk: EncodedChunk, row: int, reason: str, message: str) -> DeadLetter:
+    return DeadLetter(chunk.record_ids[row], chunk.source, STAGE, reason, message, chunk.raw[row])

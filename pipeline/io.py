@@ -1,0 +1,227 @@
+"""The only module that reads input files or writes outputs.
+
+Inputs are file patterns (local paths, globs, `gs://...`) resolved through Beam's file systems.
+Each matched file is read by one DoFn in chunks of `data.chunk_rows` records; unreadable rows
+go to the dead-letter output with their raw text.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+from typing import Iterable, Iterator, Optional
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io import fileio
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from configs.schema import DataConfig
+from pipeline.parse import parse_arrow_batch, parse_csv_lines, parse_examples, parse_header
+from pipeline.records import DEAD_LETTER_COLUMNS, UNREADABLE_FILE, DeadLetter, RecordChunk
+
+DEAD = "dead_letter"
+_LOG = logging.getLogger(__name__)
+_EXTENSIONS = {".csv": "csv", ".txt": "csv", ".parquet": "parquet", ".tfrecord": "tfrecord"}
+
+
+def input_format(path: str, config: DataConfig) -> str:
+    """The configured format, or the one the file extension implies (`auto`)."""
+    if config.format != "auto":
+        return config.format
+    name = path.lower().removesuffix(".gz")
+    for ext, fmt in _EXTENSIONS.items():
+        if name.endswith(ext):
+            return fmt
+    raise ValueError(
+        f"cannot tell the format of {path} from its extension; set data.format "
+        f"(one of csv, parquet, tfrecord)"
+    )
+
+
+def match_inputs(pattern: str) -> list[str]:
+    """Paths matching `pattern` (driver side, for checks before the job); error if none."""
+    metadata = FileSystems.match([pattern])[0].metadata_list
+    paths = sorted(m.path for m in metadata)
+    if not paths:
+        raise FileNotFoundError(f"no input files match {pattern}")
+    return paths
+
+
+def input_columns(path: str, config: DataConfig) -> list[str]:
+    """Column names of one input file, read from its header or metadata (driver side)."""
+    fmt = input_format(path, config)
+    if fmt == "csv":
+        if not config.csv_has_header:
+            return list(config.column_names or ())
+        with FileSystems.open(path) as handle:
+            return parse_header(handle.readline(), path, config.csv_delimiter)
+    if fmt == "parquet":
+        with FileSystems.open(path) as handle:
+            return list(pq.ParquetFile(handle).schema_arrow.names)
+    return []  # tf.Example records carry their names per record
+
+
+class ReadRecords(beam.PTransform):
+    """File pattern -> RecordChunks (main output) and DeadLetters (`dead_letter` output)."""
+
+    def __init__(self, pattern: str, config: DataConfig):
+        super().__init__()
+        self._pattern = pattern
+        self._config = config
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "MatchFiles" >> fileio.MatchFiles(self._pattern)
+            | "ReadMatches" >> fileio.ReadMatches()
+            | "Reshuffle" >> beam.Reshuffle()
+            | "ParseFiles"
+            >> beam.ParDo(_ReadFileDoFn(self._config)).with_outputs(DEAD, main="records")
+        )
+
+
+class _ReadFileDoFn(beam.DoFn):
+    """Reads one file in chunks; counts every record read (good or dead-lettered)."""
+
+    def __init__(self, config: DataConfig):
+        self._config = config
+        self._rows_read = Metrics.counter("vaepipe", "rows_read")
+        self._dead = Metrics.counter("vaepipe", "rows_dead_lettered")
+
+    def process(self, readable: fileio.ReadableFile) -> Iterator:
+        path = readable.metadata.path
+        try:
+            for chunk, dead in self._chunks(path):
+                self._rows_read.inc((len(chunk) if chunk is not None else 0) + len(dead))
+                self._dead.inc(len(dead))
+                for letter in dead:
+                    yield beam.pvalue.TaggedOutput(DEAD, letter)
+                if chunk is not None:
+                    yield chunk
+        except (OSError, ValueError, pa.ArrowException) as err:
+            # A file that cannot be read at all (bad header, corrupt Parquet) is one dead letter
+            # naming the file; the rows read before the failure were already emitted.
+            _LOG.error("cannot read %s: %s", path, err)
+            self._dead.inc()
+            self._rows_read.inc()
+            yield beam.pvalue.TaggedOutput(
+                DEAD, DeadLetter(path, path, "read", UNREADABLE_FILE, str(err), "")
+            )
+
+    def _chunks(self, path: str) -> Iterator[tuple[Optional[RecordChunk], list[DeadLetter]]]:
+        fmt = input_format(path, self._config)
+        if fmt == "csv":
+            return _csv_chunks(path, self._config)
+        if fmt == "parquet":
+            return _parquet_chunks(path, self._config)
+        return _tfrecord_chunks(path, self._config)
+
+
+def _csv_chunks(path: str, config: DataConfig) -> Iterator:
+    with FileSystems.open(path) as handle:
+        numbered: Iterable[tuple[int, bytes]] = enumerate(handle, start=1)
+        if config.csv_has_header:
+            _, header = next(iter(numbered), (0, b""))
+            columns = parse_header(header, path, config.csv_delimiter)
+        else:
+            columns = list(config.column_names or ())
+        for lines in _batched(numbered, config.chunk_rows):
+            yield parse_csv_lines(lines, columns, path, config)
+
+
+def _parquet_chunks(path: str, config: DataConfig) -> Iterator:
+    with FileSystems.open(path) as handle:
+        first_row = 0
+        for batch in pq.ParquetFile(handle).iter_batches(batch_size=config.chunk_rows):
+            yield parse_arrow_batch(batch, first_row, path, config)
+            first_row += batch.num_rows
+
+
+def _tfrecord_chunks(path: str, config: DataConfig) -> Iterator:
+    from apache_beam.io.tfrecordio import _TFRecordUtil  # Beam's own TFRecord framing reader
+
+    def records(handle):
+        while (payload := _TFRecordUtil.read_record(handle)) is not None:
+            yield payload
+
+    with FileSystems.open(path) as handle:
+        numbered = enumerate(records(handle), start=1)
+        for batch in _batched(numbered, config.chunk_rows):
+            yield parse_examples(batch, path, config)
+
+
+def _batched(items: Iterable, size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+def dead_letter_schema() -> pa.Schema:
+    return pa.schema([(name, pa.string()) for name in DEAD_LETTER_COLUMNS])
+
+
+class WriteDeadLetters(beam.PTransform):
+    """DeadLetters -> Parquet files under `prefix` (always written, possibly empty)."""
+
+    def __init__(self, directory: str):
+        super().__init__()
+        self._directory = directory
+
+    def expand(self, letters):
+        return (
+            letters
+            | "AsRows" >> beam.Map(DeadLetter.as_row)
+            | "WriteParquet"
+            >> beam.io.WriteToParquet(
+                os.path.join(self._directory, "part"),
+                dead_letter_schema(),
+                file_name_suffix=".parquet",
+                num_shards=1,
+            )
+        )
+
+
+class WriteTables(beam.PTransform):
+    """pyarrow Tables -> Parquet files under `directory` (one schema for all)."""
+
+    def __init__(self, directory: str, schema: pa.Schema, num_shards: int = 0):
+        super().__init__()
+        self._directory = directory
+        self._schema = schema
+        self._num_shards = num_shards
+
+    def expand(self, tables):
+        return tables | "WriteParquet" >> beam.io.parquetio.WriteToParquetBatched(
+            os.path.join(self._directory, "part"),
+            self._schema,
+            file_name_suffix=".parquet",
+            num_shards=self._num_shards,
+        )
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Write a small file through Beam's file systems (local or gs://)."""
+    with FileSystems.create(path) as handle:
+        handle.write(data)
+
+
+def write_text(path: str, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def read_bytes(path: str) -> bytes:
+    with FileSystems.open(path) as handle:
+        return handle.read()
+
+
+def read_text(path: str) -> str:
+    return read_bytes(path).decode("utf-8")
+
+
+def write_json(path: str, data: object) -> None:
+    write_text(path, json.dumps(data, indent=1, default=str))

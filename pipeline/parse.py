@@ -1,0 +1,159 @@
+"""Turn raw file content into `RecordChunk`s, sending every unparseable row to a dead letter.
+
+Pure functions (no Beam): the reading DoFns in `pipeline.io` call them per chunk of lines.
+Each physical CSV line is one record, parsed on its own, so one bad line (a stray quote, a
+wrong field count, bad UTF-8) costs only that line, never the rest of the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from configs.schema import DataConfig
+from pipeline.records import (
+    BAD_UTF8,
+    COLUMN_COUNT,
+    CSV_QUOTING,
+    MISSING_ID,
+    DeadLetter,
+    RecordChunk,
+)
+
+STAGE = "parse"
+
+
+def parse_header(line: bytes, source: str, delimiter: str) -> list[str]:
+    """Column names from a CSV header line; a bad header is an error (the file is unusable)."""
+    try:
+        names = next(csv.reader([line.decode("utf-8-sig").rstrip("\r\n")], delimiter=delimiter))
+    except (UnicodeDecodeError, csv.Error, StopIteration) as err:
+        raise ValueError(f"{source}: cannot read the CSV header: {err}") from err
+    names = [n.strip() for n in names]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated or not all(names):
+        raise ValueError(f"{source}: CSV header has empty or duplicated names: {duplicated}")
+    return names
+
+
+def parse_csv_lines(
+    lines: Sequence[tuple[int, bytes]], columns: Sequence[str], source: str, config: DataConfig
+) -> tuple[Optional[RecordChunk], list[DeadLetter]]:
+    """Parse numbered CSV lines (1-based line numbers) into a chunk plus dead letters."""
+    rows: list[list[Optional[str]]] = []
+    raws: list[str] = []
+    numbers: list[int] = []
+    dead: list[DeadLetter] = []
+    for number, line in lines:
+        fields, raw, problem = _split_line(line, len(columns), config.csv_delimiter)
+        if problem is not None:
+            reason, message = problem
+            dead.append(_dead(f"{source}:{number}", source, reason, message, raw))
+        elif fields is not None:
+            rows.append(fields)
+            raws.append(raw)
+            numbers.append(number)
+    if not rows:
+        return None, dead
+    frame = pd.DataFrame(rows, columns=list(columns), dtype=object)
+    return _with_ids(frame, raws, numbers, source, config, dead)
+
+
+def parse_arrow_batch(
+    batch: pa.RecordBatch, first_row: int, source: str, config: DataConfig
+) -> tuple[Optional[RecordChunk], list[DeadLetter]]:
+    """A chunk from an Arrow batch (Parquet); raw inputs are the rows as JSON."""
+    frame = batch.to_pandas()
+    if frame.empty:
+        return None, []
+    frame = frame.astype(object).where(frame.notna(), None)
+    raws = [json.dumps(row, default=str) for row in frame.to_dict(orient="records")]
+    numbers = list(range(first_row + 1, first_row + len(frame) + 1))
+    return _with_ids(frame, raws, numbers, source, config, [])
+
+
+def parse_examples(
+    records: Iterable[tuple[int, bytes]], source: str, config: DataConfig
+) -> tuple[Optional[RecordChunk], list[DeadLetter]]:
+    """A chunk from serialized tf.Example records (one value per feature is kept)."""
+    from tensorflow.core.example import example_pb2  # heavy import, only for TFRecord inputs
+
+    rows, raws, numbers, dead = [], [], [], []
+    for number, payload in records:
+        try:
+            example = example_pb2.Example.FromString(payload)
+        except Exception as err:  # protobuf raises DecodeError, a private type
+            dead.append(_dead(f"{source}:{number}", source, "bad_example", str(err), repr(payload)))
+            continue
+        row = {name: _first_value(feature) for name, feature in example.features.feature.items()}
+        rows.append(row)
+        raws.append(json.dumps(row, default=str))
+        numbers.append(number)
+    if not rows:
+        return None, dead
+    frame = pd.DataFrame(rows, dtype=object)
+    frame = frame.where(frame.notna(), None)
+    return _with_ids(frame, raws, numbers, source, config, dead)
+
+
+def _first_value(feature) -> object:
+    kind = feature.WhichOneof("kind")
+    values = list(getattr(feature, kind).value) if kind else []
+    if not values:
+        return None
+    value = values[0]
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _split_line(
+    line: bytes, width: int, delimiter: str
+) -> tuple[Optional[list[Optional[str]]], str, Optional[tuple[str, str]]]:
+    """Fields of one line (None for a blank line), its text, and (reason, message) if bad."""
+    try:
+        text = line.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as err:
+        raw = line.decode("utf-8", "backslashreplace").rstrip("\r\n")
+        return None, raw, (BAD_UTF8, f"invalid UTF-8 at byte {err.start}")
+    if not text.strip():
+        return None, text, None
+    try:
+        fields = next(csv.reader([text], delimiter=delimiter, strict=True))
+    except csv.Error as err:
+        return None, text, (CSV_QUOTING, f"CSV quoting error: {err}")
+    if len(fields) != width:
+        return None, text, (COLUMN_COUNT, f"expected {width} fields, found {len(fields)}")
+    return [f if f != "" else None for f in fields], text, None
+
+
+def _with_ids(
+    frame: pd.DataFrame,
+    raws: list[str],
+    numbers: list[int],
+    source: str,
+    config: DataConfig,
+    dead: list[DeadLetter],
+) -> tuple[Optional[RecordChunk], list[DeadLetter]]:
+    """Attach record ids: the id column's value, or `<source>:<row>` when there is none."""
+    if config.id_column is None:
+        ids = [f"{source}:{n}" for n in numbers]
+        return RecordChunk(source, ids, raws, frame), dead
+    if config.id_column not in frame.columns:
+        raise ValueError(f"{source}: id column {config.id_column!r} is not in the input")
+    values = frame[config.id_column]
+    present = values.notna().to_numpy()
+    for i in np.flatnonzero(~present):
+        message = f"record has no value in id column {config.id_column!r}"
+        dead.append(_dead(f"{source}:{numbers[i]}", source, MISSING_ID, message, raws[i]))
+    ids = [str(v) for v in values[present]]
+    kept = [r for r, ok in zip(raws, present) if ok]
+    frame = frame[present].drop(columns=[config.id_column]).reset_index(drop=True)
+    return (RecordChunk(source, ids, kept, frame) if ids else None), dead
+
+
+def _dead(record_id: str, source: str, reason: str, message: str, raw: str) -> DeadLetter:
+    return DeadLetter(record_id, source, STAGE, reason, message, raw)

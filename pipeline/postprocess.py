@@ -1,0 +1,99 @@
+"""From score terms to the outputs: flags with attribution, and quantised latent codes.
+
+Attribution: a feature's contribution is its reconstruction NLL minus its median NLL on the
+calibration data, i.e. how much worse than usual the model explains that feature for this
+record. The top features by contribution are what "drove" a score.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+CODE_METADATA_KEY = b"vaepipe.code"
+
+
+def flags_schema(top_features: int, passthrough: Sequence[str]) -> pa.Schema:
+    fields = [
+        ("record_id", pa.string()),
+        ("score", pa.float64()),
+        ("reconstruction_nll", pa.float64()),
+        ("kl", pa.float64()),
+        ("p_value", pa.float64()),
+        ("is_anomaly", pa.bool_()),
+    ]
+    for k in range(1, top_features + 1):
+        fields += [(f"top_feature_{k}", pa.string()), (f"top_contribution_{k}", pa.float64())]
+    fields += [(name, pa.string()) for name in passthrough]
+    return pa.schema(fields)
+
+
+def flags_table(
+    record_ids: list[str],
+    terms: dict[str, np.ndarray],
+    p_values: np.ndarray,
+    threshold: float,
+    baseline: np.ndarray,
+    feature_names: Sequence[str],
+    passthrough: pd.DataFrame,
+    schema: pa.Schema,
+    top_features: int,
+) -> pa.Table:
+    """The flags of one scored chunk as an Arrow table of `schema`."""
+    columns = {
+        "record_id": record_ids,
+        "score": terms["score"].astype(np.float64),
+        "reconstruction_nll": terms["reconstruction_nll"].astype(np.float64),
+        "kl": terms["kl"].astype(np.float64),
+        "p_value": p_values,
+        "is_anomaly": terms["score"] > threshold,
+    }
+    names, values = top_contributions(terms["feature_nll"], baseline, top_features)
+    for k in range(top_features):
+        columns[f"top_feature_{k + 1}"] = [feature_names[i] for i in names[:, k]]
+        columns[f"top_contribution_{k + 1}"] = values[:, k]
+    for name in schema.names[len(columns):]:
+        column = passthrough[name] if name in passthrough.columns else [None] * len(record_ids)
+        columns[name] = [None if v is None else str(v) for v in column]
+    return pa.Table.from_pydict(columns, schema=schema)
+
+
+def top_contributions(
+    feature_nll: np.ndarray, baseline: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and values of the k largest contributions per row (largest first)."""
+    contributions = feature_nll - baseline[None, :]
+    k = min(k, contributions.shape[1])
+    order = np.argsort(-contributions, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(contributions, order, axis=1)
+
+
+def quantize(z: np.ndarray, scale: np.ndarray, dtype: str) -> np.ndarray:
+    """Latent codes in storage form: int8 steps of `scale` per dimension, or float16/32."""
+    if dtype == "int8":
+        return np.clip(np.rint(z / scale), -127, 127).astype(np.int8)
+    return z.astype(dtype)
+
+
+def dequantize(code: np.ndarray, scale: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype == "int8":
+        return code.astype(np.float32) * scale.astype(np.float32)
+    return code.astype(np.float32)
+
+
+def codes_schema(latent_dim: int, dtype: str, scale: Sequence[float]) -> pa.Schema:
+    """Codes: record_id + a fixed-size list; the metadata carries what dequantises them."""
+    value_type = {"int8": pa.int8(), "float16": pa.float16(), "float32": pa.float32()}[dtype]
+    meta = json.dumps({"dtype": dtype, "scale": list(scale), "latent_dim": latent_dim})
+    schema = pa.schema([("record_id", pa.string()), ("code", pa.list_(value_type, latent_dim))])
+    return schema.with_metadata({CODE_METADATA_KEY: meta.encode()})
+
+
+def codes_table(record_ids: list[str], code: np.ndarray, schema: pa.Schema) -> pa.Table:
+    flat = pa.array(code.reshape(-1), type=schema.field("code").type.value_type)
+    lists = pa.FixedSizeListArray.from_arrays(flat, code.shape[1])
+    return pa.Table.from_arrays([pa.array(record_ids, pa.string()), lists], schema=schema)

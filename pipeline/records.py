@@ -1,0 +1,104 @@
+"""The elements that flow between pipeline stages: chunks of records and dead letters.
+
+Records travel in chunks (a few thousand rows in a pandas DataFrame), never one Python dict per
+record, so every stage after parsing is vectorised. A record that cannot go on becomes a
+`DeadLetter` carrying its raw input and a reason code; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+# Reason codes of dead letters (stable strings: users filter on them).
+BAD_UTF8 = "bad_utf8"
+CSV_QUOTING = "csv_quoting"
+COLUMN_COUNT = "column_count"
+MISSING_ID = "missing_id"
+NOT_A_NUMBER = "not_a_number"
+NON_FINITE = "non_finite"
+UNREADABLE_FILE = "unreadable_file"
+MODEL_ERROR = "model_error"
+NON_FINITE_SCORE = "non_finite_score"
+
+DEAD_LETTER_COLUMNS = ("record_id", "source", "stage", "reason", "field", "message", "raw")
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A record that could not be parsed, encoded or scored, with why and its raw input."""
+
+    record_id: str
+    source: str
+    stage: str
+    reason: str
+    message: str
+    raw: str
+    field: Optional[str] = None
+
+    def as_row(self) -> dict:
+        return {name: getattr(self, name) for name in DEAD_LETTER_COLUMNS}
+
+
+@dataclass
+class RecordChunk:
+    """Rows read from one source file, as read (CSV values are strings, None where empty).
+
+    Attributes:
+      source: the file the rows came from.
+      record_ids: one id per row (from `data.id_column` or derived from file and row).
+      raw: the raw input of each row (the CSV line, or JSON for binary formats).
+      frame: the columns, one row per record, indexed 0..n-1.
+    """
+
+    source: str
+    record_ids: list[str]
+    raw: list[str]
+    frame: pd.DataFrame
+
+    def __len__(self) -> int:
+        return len(self.record_ids)
+
+    def take(self, rows: np.ndarray) -> "RecordChunk":
+        """The chunk restricted to the boolean or integer row selection `rows`."""
+        index = np.flatnonzero(rows) if rows.dtype == bool else rows
+        return RecordChunk(
+            source=self.source,
+            record_ids=[self.record_ids[i] for i in index],
+            raw=[self.raw[i] for i in index],
+            frame=self.frame.iloc[index].reset_index(drop=True),
+        )
+
+    def dead_letters(
+        self, rows: np.ndarray, stage: str, reason: str, message: str, field: Optional[str] = None
+    ) -> list[DeadLetter]:
+        """Dead letters for the integer row positions `rows`, all with the same reason."""
+        return [
+            DeadLetter(
+                record_id=self.record_ids[i],
+                source=self.source,
+                stage=stage,
+                reason=reason,
+                message=message,
+                raw=self.raw[i],
+                field=field,
+            )
+            for i in rows
+        ]
+
+
+@dataclass
+class EncodedChunk:
+    """Records ready for the model: the packed model input plus what travels beside it."""
+
+    source: str
+    record_ids: list[str]
+    raw: list[str]
+    inputs: np.ndarray
+    passthrough: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def __len__(self) -> int:
+        return len(self.record_ids)

@@ -1,0 +1,166 @@
+"""TFDV statistics, schema inference and validation over typed chunks.
+
+TFDV's Beam transforms take Arrow RecordBatches with list-typed columns (as tfx-bsl's decoders
+produce), so `to_record_batch` wraps each scalar in a one-element list and each missing value in
+a null list. Statistics drive the encoding (medians, quartiles, vocabularies), the schema guards
+every scoring batch.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import tensorflow_data_validation as tfdv
+from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
+
+from pipeline.column_types import CATEGORICAL, INT_CATEGORICAL, NUMERIC
+from pipeline.records import RecordChunk
+
+# 20 quantile buckets put exact boundaries at the quartiles the encoding needs.
+QUANTILE_BUCKETS = 20
+
+
+def stats_options(
+    max_vocabulary: int, schema: Optional[schema_pb2.Schema] = None, sample_rate: float = 1.0
+) -> tfdv.StatsOptions:
+    """TFDV options shared by training and scoring (sampling only thins scoring's validation)."""
+    return tfdv.StatsOptions(
+        schema=schema,
+        num_top_values=max_vocabulary,
+        num_rank_histogram_buckets=min(max_vocabulary, 1000),
+        num_quantiles_histogram_buckets=QUANTILE_BUCKETS,
+        sample_rate=None if sample_rate >= 1.0 else sample_rate,
+    )
+
+
+def to_record_batch(chunk: RecordChunk, kinds: Mapping[str, str]) -> pa.RecordBatch:
+    """The modelled columns of a typed chunk as a list-typed Arrow RecordBatch."""
+    arrays, names = [], []
+    for name, kind in kinds.items():
+        values = chunk.frame[name].to_numpy()
+        if kind == NUMERIC:
+            numbers = values.astype(np.float64)
+            valid = ~np.isnan(numbers)
+            arrays.append(_list_array(pa.array(numbers[valid], type=pa.float32()), valid))
+        elif kind == INT_CATEGORICAL:
+            # Integer categories stay integers for TFDV (the schema marks them categorical);
+            # a non-integer spelling counts as missing here but still reaches the OOV bucket.
+            ints = [_as_int(v) for v in values]
+            valid = np.array([v is not None for v in ints], dtype=bool)
+            kept = [v for v in ints if v is not None]
+            arrays.append(_list_array(pa.array(kept, type=pa.int64()), valid))
+        else:
+            valid = np.array([v is not None for v in values], dtype=bool)
+            encoded = [v.encode("utf-8") for v in values[valid]]
+            arrays.append(_list_array(pa.array(encoded, type=pa.binary()), valid))
+        names.append(name)
+    return pa.RecordBatch.from_arrays(arrays, names)
+
+
+def _as_int(value: Optional[str]) -> Optional[int]:
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        return None
+
+
+def categorical_int_schema(kinds: Mapping[str, str]) -> Optional[schema_pb2.Schema]:
+    """A partial schema that makes TFDV compute top values for integer categories."""
+    names = [name for name, kind in kinds.items() if kind == INT_CATEGORICAL]
+    if not names:
+        return None
+    schema = schema_pb2.Schema()
+    for name in names:
+        feature = schema.feature.add(name=name, type=schema_pb2.INT)
+        feature.int_domain.is_categorical = True
+    return schema
+
+
+def _list_array(values: pa.Array, valid: np.ndarray) -> pa.ListArray:
+    """One-element lists of `values`, with a null list where `valid` is False (missing)."""
+    offsets = np.concatenate([[0], np.cumsum(valid)]).astype(np.int32)
+    mask = np.concatenate([~valid, [False]])
+    return pa.ListArray.from_arrays(pa.array(offsets, mask=mask), values)
+
+
+class ComputeStatistics(beam.PTransform):
+    """Typed chunks -> one `DatasetFeatureStatisticsList` (TFDV, computed in the pipeline)."""
+
+    def __init__(self, kinds_view, options: tfdv.StatsOptions):
+        super().__init__()
+        self._kinds = kinds_view
+        self._options = options
+
+    def expand(self, chunks):
+        return (
+            chunks
+            | "ToRecordBatches" >> beam.Map(to_record_batch, kinds=self._kinds)
+            | "GenerateStatistics" >> tfdv.GenerateStatistics(self._options)
+        )
+
+
+def infer_schema(
+    stats: statistics_pb2.DatasetFeatureStatisticsList, kinds: Mapping[str, str]
+) -> schema_pb2.Schema:
+    """TFDV's inferred schema, with integer categories marked and domains kept for all values.
+
+    Unseen categories are legitimate at scoring time (they go to the OOV bucket), so the domain
+    check tolerates a little unseen mass instead of flagging every new value.
+    """
+    schema = tfdv.infer_schema(stats, max_string_domain_size=1000)
+    for feature in schema.feature:
+        if kinds.get(feature.name) == INT_CATEGORICAL:
+            feature.int_domain.is_categorical = True
+        if feature.HasField("domain") or feature.HasField("string_domain"):
+            feature.distribution_constraints.min_domain_mass = 0.99
+    return schema
+
+
+def kinds_from_schema(schema: schema_pb2.Schema) -> dict[str, str]:
+    """Column kinds implied by a (curated or inferred) schema."""
+    kinds = {}
+    for feature in schema.feature:
+        if feature.type == schema_pb2.BYTES:
+            kinds[feature.name] = CATEGORICAL
+        elif feature.type == schema_pb2.INT and feature.int_domain.is_categorical:
+            kinds[feature.name] = INT_CATEGORICAL
+        else:
+            kinds[feature.name] = NUMERIC
+    return dict(sorted(kinds.items()))
+
+
+def validate(
+    stats: statistics_pb2.DatasetFeatureStatisticsList, schema: schema_pb2.Schema
+) -> anomalies_pb2.Anomalies:
+    """Schema anomalies of a batch's statistics (TFDV's validate_statistics)."""
+    return tfdv.validate_statistics(stats, schema)
+
+
+def anomaly_lines(anomalies: anomalies_pb2.Anomalies) -> list[str]:
+    """One readable line per anomalous feature: `feature: description`."""
+    lines = []
+    for name, info in sorted(anomalies.anomaly_info.items()):
+        lines.append(f"{name}: {info.short_description} ({info.description})")
+    return lines
+
+
+def feature_stats(
+    stats: statistics_pb2.DatasetFeatureStatisticsList,
+) -> dict[str, statistics_pb2.FeatureNameStatistics]:
+    """The features of the (single) dataset in `stats`, by name."""
+    return {f.path.step[0]: f for f in stats.datasets[0].features}
+
+
+def quantile(num_stats: statistics_pb2.NumericStatistics, q: float) -> Optional[float]:
+    """Quantile `q` read off TFDV's equal-count histogram (None if TFDV computed none)."""
+    for hist in num_stats.histograms:
+        if hist.type == statistics_pb2.Histogram.QUANTILES and hist.buckets:
+            position = q * len(hist.buckets)
+            index = min(int(round(position)), len(hist.buckets))
+            if index == len(hist.buckets):
+                return hist.buckets[-1].high_value
+            return hist.buckets[index].low_value
+    return None

@@ -1,0 +1,212 @@
+"""The training job: prepare data (Beam), fit the VAE on streamed shards, calibrate, save the bundle."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from configs import VaepipeConfig
+from configs.loader import to_dict
+from pipeline import bundle as bundle_lib
+from pipeline.beam_runner import run_pipeline
+from pipeline.encoding import TabularEncoding
+from pipeline.inference import score_batches
+from pipeline.io import read_bytes, read_text
+from pipeline.prepare import PreparedPaths, build_prepare_pipeline
+
+_LOG = logging.getLogger(__name__)
+# int8 codes span +-127 steps; this many posterior standard deviations of headroom past the
+# calibration range keeps unusual (anomalous) records from clipping.
+_CODE_HEADROOM = 1.5
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model_dir: str
+    history: dict
+    rows: dict
+    threshold: float
+
+
+def train(
+    input_pattern: str,
+    model_dir: str,
+    config: VaepipeConfig,
+    beam_args: Sequence[str] = (),
+    test_pipeline=None,
+    echo: Callable[[str], None] = print,
+) -> TrainResult:
+    """Run the whole training job and write a verified model bundle to `model_dir`."""
+    import yaml
+
+    curated = _curated_schema(config)
+    # The prepared data lives beside the bundle (gs:// on Dataflow, where workers write it).
+    paths = PreparedPaths(os.path.join(model_dir, "_work"))
+    started = time.time()
+    echo(f"[1/4] preparing data (Beam): {input_pattern}")
+    metrics = run_pipeline(
+        lambda root: build_prepare_pipeline(root, input_pattern, config, paths, curated),
+        beam_args,
+        test_pipeline,
+    )
+    encoding = TabularEncoding.from_json(read_text(paths.encoding))
+    rows = _split_rows(paths, encoding.layout().input_dim)
+    echo(f"      rows read {metrics.get('rows_read', '?')}, dead-lettered "
+         f"{metrics.get('rows_dead_lettered', 0)}; split {rows}")
+    if rows["train"] == 0 or rows["calibration"] == 0:
+        raise ValueError(
+            f"not enough rows to train: {rows} (need rows in train and calibration splits)"
+        )
+
+    echo(f"[2/4] training the VAE on {rows['train']} rows ({len(encoding.columns)} features)")
+    local = tempfile.mkdtemp(prefix="vaepipe-train-")
+    model, history = _fit(paths, encoding, config, local, echo)
+
+    echo(f"[3/4] calibrating on {rows['calibration']} held-out rows")
+    calibration, scores = _calibrate(model, paths, encoding, config)
+
+    echo(f"[4/4] writing the model bundle to {model_dir}")
+    report = {"history": history, "rows": rows, "seconds": round(time.time() - started, 1)}
+    parts = {
+        bundle_lib.ENCODING_FILE: encoding.to_json().encode(),
+        bundle_lib.SCHEMA_FILE: read_bytes(paths.schema),
+        bundle_lib.STATISTICS_FILE: read_bytes(paths.statistics),
+        bundle_lib.CALIBRATION_FILE: calibration.to_json().encode(),
+        bundle_lib.SCORES_FILE: bundle_lib.npy_bytes(scores),
+        bundle_lib.CONFIG_FILE: yaml.safe_dump(to_dict(config), sort_keys=False).encode(),
+        bundle_lib.REPORT_FILE: _json_bytes(report),
+    }
+    _write_bundle(model, model_dir, parts, config.data.kind, local)
+    FileSystems.delete([paths.root])
+    shutil.rmtree(local, ignore_errors=True)
+    echo(f"done: model bundle in {model_dir} (threshold {calibration.threshold:.3f} nats, "
+         f"target FPR {calibration.target_fpr})")
+    return TrainResult(model_dir, history, rows, calibration.threshold)
+
+
+def _curated_schema(config: VaepipeConfig) -> Optional[schema_pb2.Schema]:
+    if config.schema.schema_file is None:
+        return None
+    return text_format.Parse(read_text(config.schema.schema_file), schema_pb2.Schema())
+
+
+def shard_dataset(pattern: str, input_dim: int, batch_size: int, shuffle_seed: Optional[int]):
+    """Stream encoded shards as batches (tf.data: bounded memory, works on every backend)."""
+    import tensorflow as tf
+
+    files = sorted(tf.io.gfile.glob(pattern))
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(files), seed=shuffle_seed, reshuffle_each_iteration=True)
+    ds = tf.data.TFRecordDataset(ds).map(
+        lambda block: tf.reshape(tf.io.decode_raw(block, tf.float32), [-1, input_dim])
+    )
+    ds = ds.unbatch()
+    if shuffle_seed is not None:
+        ds = ds.shuffle(65536, seed=shuffle_seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(2)
+
+
+def _shard_pattern(paths: PreparedPaths, split: str) -> str:
+    return os.path.join(paths.shards(split), "*.tfrecord")
+
+
+def _split_rows(paths: PreparedPaths, input_dim: int) -> dict:
+    """Rows per split, counted from the shard records without loading them into memory."""
+    import tensorflow as tf
+
+    counts = {}
+    for split in ("train", "validation", "calibration"):
+        files = tf.io.gfile.glob(_shard_pattern(paths, split))
+        total = 0
+        for block in tf.data.TFRecordDataset(files).map(tf.strings.length):
+            total += int(block) // (4 * input_dim)
+        counts[split] = total
+    return counts
+
+
+def _fit(paths: PreparedPaths, encoding: TabularEncoding, config: VaepipeConfig, work: str, echo):
+    import keras
+
+    from vae_model import VAE, fit_vae
+
+    keras.utils.set_random_seed(config.train.seed)
+    m = config.model
+    model = VAE(
+        layout=encoding.layout().to_config(),
+        latent_dim=m.latent_dim,
+        hidden_units=m.hidden_units,
+        activation=m.activation,
+        beta=m.beta,
+        kl_warmup_epochs=m.kl_warmup_epochs,
+        min_log_var=m.min_log_var,
+        max_log_var=m.max_log_var,
+        seed=config.train.seed,
+    )
+    dim = encoding.layout().input_dim
+    train_ds = shard_dataset(_shard_pattern(paths, "train"), dim, config.train.batch_size,
+                             config.train.seed)
+    val_ds = shard_dataset(_shard_pattern(paths, "validation"), dim, config.train.batch_size, None)
+    history = fit_vae(
+        model,
+        train_ds,
+        val_ds,
+        epochs=config.train.epochs,
+        learning_rate=config.train.learning_rate,
+        patience=config.train.early_stopping_patience,
+        checkpoint_dir=os.path.join(work, "checkpoints"),
+        print_fn=echo,
+    )
+    return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def _calibrate(model, paths: PreparedPaths, encoding: TabularEncoding, config: VaepipeConfig):
+    """Threshold and p-value reference from held-out scores; per-feature NLL baselines."""
+    dim = encoding.layout().input_dim
+    parts = {"score": [], "feature_nll": [], "z_mean": []}
+    for batch in shard_dataset(_shard_pattern(paths, "calibration"), dim, 8192, None):
+        out = score_batches(model, batch.numpy(), config.scoring.batch_size)
+        for key in parts:
+            parts[key].append(out[key])
+    scores = np.sort(np.concatenate(parts["score"]).astype(np.float64))
+    feature_nll = np.concatenate(parts["feature_nll"])
+    z_mean = np.concatenate(parts["z_mean"])
+    threshold = float(np.quantile(scores, 1.0 - config.scoring.target_fpr))
+    code_scale = np.maximum(np.abs(z_mean).max(axis=0), 1e-6) * _CODE_HEADROOM / 127.0
+    calibration = bundle_lib.Calibration(
+        target_fpr=config.scoring.target_fpr,
+        threshold=threshold,
+        feature_baseline=tuple(float(v) for v in np.median(feature_nll, axis=0)),
+        code_scale=tuple(float(v) for v in code_scale),
+        n_calibration=int(len(scores)),
+    )
+    return calibration, scores
+
+
+def _write_bundle(model, model_dir: str, parts: dict, data_kind: str, local: str) -> None:
+    local_model = os.path.join(local, bundle_lib.MODEL_FILE)
+    model.save(local_model)
+    manifest_path = os.path.join(model_dir, bundle_lib.MANIFEST_FILE)
+    if FileSystems.exists(manifest_path):  # an old bundle stays invalid until the new one is done
+        FileSystems.delete([manifest_path])
+    with open(local_model, "rb") as handle:
+        bundle_lib.write_part(model_dir, bundle_lib.MODEL_FILE, handle.read())
+    for name, data in parts.items():
+        bundle_lib.write_part(model_dir, name, data)
+    bundle_lib.write_manifest(model_dir, data_kind)
+
+
+def _json_bytes(data: dict) -> bytes:
+    import json
+
+    return json.dumps(data, indent=1).encode()

@@ -1,0 +1,130 @@
+"""The ELBO math, in one place and in backend-neutral ``keras.ops``.
+
+Every quantity is in nats per record. For a packed batch ``x`` (see ``layout.py``)::
+
+    feature_nll[b, j]      = -log p(x_bj | z_b) * mask_bj         (0 where missing)
+    reconstruction_nll[b]  = sum_j feature_nll[b, j]
+    kl[b]                  = KL(q(z | x_b) || N(0, I))
+    negative_elbo[b]       = reconstruction_nll[b] + kl[b]
+    training loss          = mean_b(reconstruction_nll[b] + beta * kl[b])
+
+Missing entries are excluded from the likelihood, which is the ELBO of the observed
+part of each record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from keras import ops
+
+from vae_model.layout import FeatureLayout, unpack
+from vae_model.likelihoods import categorical_nll, gaussian_nll
+
+DEFAULT_MIN_LOG_VAR = -6.0
+DEFAULT_MAX_LOG_VAR = 6.0
+
+
+def clamp_log_var(
+    log_var: Any,
+    min_log_var: float = DEFAULT_MIN_LOG_VAR,
+    max_log_var: float = DEFAULT_MAX_LOG_VAR,
+) -> Any:
+    """Clips log-variances so that ``exp(-log_var)`` can neither overflow nor vanish."""
+    return ops.clip(log_var, min_log_var, max_log_var)
+
+
+def kl_standard_normal(z_mean: Any, z_log_var: Any) -> Any:
+    """Per-record ``KL(N(z_mean, exp(z_log_var)) || N(0, I))``, summed over latent dims.
+
+    Args:
+        z_mean: ``[B, L]`` posterior means.
+        z_log_var: ``[B, L]`` posterior log-variances.
+
+    Returns:
+        ``[B]`` KL divergence in nats.
+    """
+    terms = ops.exp(z_log_var) + ops.square(z_mean) - 1.0 - z_log_var
+    return 0.5 * ops.sum(terms, axis=-1)
+
+
+def feature_nll(
+    x_packed: Any,
+    decoder_outputs: Mapping[str, Any],
+    layout: FeatureLayout,
+    min_log_var: float = DEFAULT_MIN_LOG_VAR,
+    max_log_var: float = DEFAULT_MAX_LOG_VAR,
+) -> Any:
+    """Masked per-feature NLL ``[B, width]`` in layout order.
+
+    Args:
+        x_packed: ``[B, 2*width]`` packed input.
+        decoder_outputs: ``{"numeric_mu": [B, n_num], "numeric_log_var": [B, n_num],
+            "categorical_logits": [[B, card_j], ...]}``.
+        layout: The feature layout.
+        min_log_var: Lower clamp for the numeric log-variance.
+        max_log_var: Upper clamp for the numeric log-variance.
+
+    Returns:
+        ``[B, width]`` NLL, exactly 0 where the mask is 0.
+    """
+    values, mask = unpack(ops.cast(x_packed, "float32"), layout)
+    # Zero the missing slots first: a NaN placeholder would otherwise poison the
+    # gradient even though the mask multiplies its NLL by zero.
+    values = ops.where(mask > 0, values, ops.zeros_like(values))
+    n_num = layout.n_numeric
+    columns = []
+    if n_num:
+        log_var = clamp_log_var(decoder_outputs["numeric_log_var"], min_log_var, max_log_var)
+        columns.append(gaussian_nll(values[:, :n_num], decoder_outputs["numeric_mu"], log_var))
+    for j, logits in enumerate(decoder_outputs["categorical_logits"]):
+        nll = categorical_nll(values[:, n_num + j], logits)
+        columns.append(ops.expand_dims(nll, -1))
+    nll = columns[0] if len(columns) == 1 else ops.concatenate(columns, axis=-1)
+    return nll * mask
+
+
+def combine_terms(per_feature_nll: Any, kl: Any) -> dict[str, Any]:
+    """Assembles the per-record ELBO terms from a masked feature NLL and a KL.
+
+    Split out of `elbo_terms` so Monte-Carlo scoring can average the feature NLL over
+    several latent draws before combining.
+    """
+    reconstruction_nll = ops.sum(per_feature_nll, axis=-1)
+    return {
+        "feature_nll": per_feature_nll,
+        "reconstruction_nll": reconstruction_nll,
+        "kl": kl,
+        "negative_elbo": reconstruction_nll + kl,
+    }
+
+
+def elbo_terms(
+    x_packed: Any,
+    decoder_outputs: Mapping[str, Any],
+    z_mean: Any,
+    z_log_var: Any,
+    layout: FeatureLayout,
+    min_log_var: float = DEFAULT_MIN_LOG_VAR,
+    max_log_var: float = DEFAULT_MAX_LOG_VAR,
+) -> dict[str, Any]:
+    """Per-record ELBO terms for one decoded latent sample per record.
+
+    Returns:
+        Dict with ``feature_nll`` ``[B, width]`` and ``reconstruction_nll``, ``kl``,
+        ``negative_elbo`` (each ``[B]``, nats).
+    """
+    nll = feature_nll(x_packed, decoder_outputs, layout, min_log_var, max_log_var)
+    kl = kl_standard_normal(z_mean, clamp_log_var(z_log_var, min_log_var, max_log_var))
+    return combine_terms(nll, kl)
+
+
+def weighted_negative_elbo(terms: Mapping[str, Any], beta: Any) -> Any:
+    """Per-record training objective ``reconstruction_nll + beta * kl`` (``[B]``)."""
+    return terms["reconstruction_nll"] + beta * terms["kl"]
+
+
+def training_loss(terms: Mapping[str, Any], beta: Any) -> Any:
+    """Scalar training loss: batch mean of ``reconstruction_nll + beta * kl``."""
+    return ops.mean(weighted_negative_elbo(terms, beta))

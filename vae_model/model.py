@@ -1,0 +1,403 @@
+"""The mixed-type Variational Autoencoder (Keras 3; TensorFlow and JAX backends)."""
+
+from __future__ import annotations
+
+import itertools
+import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from vae_model import losses
+from vae_model.layout import FeatureLayout, unpack
+from vae_model.steps import JaxSteps, TensorFlowSteps
+
+SUPPORTED_BACKENDS = ("tensorflow", "jax")
+
+# The backend is fixed when keras is imported, so the step flavour can be too.
+_Steps = JaxSteps if keras.backend.backend() == "jax" else TensorFlowSteps
+
+TRACKER_NAMES = ("loss", "reconstruction_nll", "kl", "elbo", "beta")
+
+
+@keras.saving.register_keras_serializable(package="vaepipe")
+class VAE(_Steps, keras.Model):
+    """Variational autoencoder over packed mixed numeric/categorical records.
+
+    Input: the packed ``[B, 2*width]`` float32 matrix described in ``layout.py``.
+    Calling the model (and ``predict``) returns deterministic anomaly-scoring terms;
+    see `score_terms`. Training uses the reparameterized single-sample ELBO.
+
+    Args:
+        layout: ``FeatureLayout.to_config()`` dict (a ``FeatureLayout`` is accepted too).
+        latent_dim: Size of the latent code.
+        hidden_units: Encoder Dense widths; the decoder uses them reversed.
+        activation: Hidden-layer activation (any ``keras.activations`` name).
+        beta: Weight of the KL term at the end of warm-up.
+        kl_warmup_epochs: Epochs over which `KLWarmup` ramps the KL weight to 1
+            (0 disables warm-up).
+        min_log_var: Lower clamp for every log-variance (posterior and numeric).
+        max_log_var: Upper clamp for every log-variance.
+        seed: Seeds weight initialization, sampling noise and the fixed scoring draws.
+        **kwargs: Standard ``keras.Model`` arguments (``name``, ``dtype``, ...).
+    """
+
+    def __init__(
+        self,
+        layout: Mapping[str, Any] | FeatureLayout,
+        latent_dim: int = 8,
+        hidden_units: Sequence[int] = (128, 64),
+        activation: str = "relu",
+        beta: float = 1.0,
+        kl_warmup_epochs: int = 0,
+        min_log_var: float = losses.DEFAULT_MIN_LOG_VAR,
+        max_log_var: float = losses.DEFAULT_MAX_LOG_VAR,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        _check_backend()
+        self.layout = layout if isinstance(layout, FeatureLayout) else FeatureLayout.from_config(layout)
+        self.latent_dim = _positive_int("latent_dim", latent_dim)
+        self.hidden_units = tuple(_positive_int("hidden_units", u) for u in _as_seq(hidden_units))
+        self.activation = _check_activation(activation)
+        self.beta = _non_negative_float("beta", beta)
+        self.kl_warmup_epochs = _non_negative_int("kl_warmup_epochs", kl_warmup_epochs)
+        self.min_log_var, self.max_log_var = _check_log_var_range(min_log_var, max_log_var)
+        self.seed = _non_negative_int("seed", seed)
+        self._score_mc_samples = 0
+
+        self._build_networks()
+        # KL weight in [0, 1], driven by the KLWarmup callback. Starts at 1 so a plain
+        # fit() without the callback optimizes the full objective.
+        self.kl_weight = self.add_weight(
+            name="kl_weight", shape=(), initializer="ones", trainable=False, dtype="float32"
+        )
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_nll")
+        self.kl_tracker = keras.metrics.Mean(name="kl")
+        self.elbo_tracker = keras.metrics.Mean(name="elbo")
+        self.beta_tracker = keras.metrics.Mean(name="beta")
+        self.built = True
+
+    # ------------------------------------------------------------------ networks
+    def _build_networks(self) -> None:
+        """Creates and builds all sublayers; shapes are known from the layout."""
+        layout, counter = self.layout, itertools.count()
+
+        def dense(units: int, name: str, activation: str | None = None) -> keras.layers.Dense:
+            # Per-layer seeds make initialization a function of `seed` alone.
+            init = keras.initializers.GlorotUniform(seed=self.seed * 1_000 + next(counter))
+            return keras.layers.Dense(
+                units, activation=activation, kernel_initializer=init, name=name
+            )
+
+        self.encoder_hidden = [
+            dense(u, f"encoder_dense_{i}", self.activation) for i, u in enumerate(self.hidden_units)
+        ]
+        self.z_mean_head = dense(self.latent_dim, "z_mean")
+        self.z_log_var_head = dense(self.latent_dim, "z_log_var")
+        self.decoder_hidden = [
+            dense(u, f"decoder_dense_{i}", self.activation)
+            for i, u in enumerate(reversed(self.hidden_units))
+        ]
+        # Linear heads: standardized values (and log-variances) are unbounded.
+        self.numeric_mu_head = dense(layout.n_numeric, "numeric_mu") if layout.n_numeric else None
+        self.numeric_log_var_head = (
+            dense(layout.n_numeric, "numeric_log_var") if layout.n_numeric else None
+        )
+        self.categorical_head = (
+            dense(layout.onehot_dim, "categorical_logits") if layout.n_categorical else None
+        )
+
+        encoder_in = 2 * layout.n_numeric + layout.onehot_dim
+        hidden_out = _build_stack(self.encoder_hidden, encoder_in)
+        self.z_mean_head.build((None, hidden_out))
+        self.z_log_var_head.build((None, hidden_out))
+        decoder_out = _build_stack(self.decoder_hidden, self.latent_dim)
+        for head in (self.numeric_mu_head, self.numeric_log_var_head, self.categorical_head):
+            if head is not None:
+                head.build((None, decoder_out))
+
+    def _encoder_features(self, x: Any) -> Any:
+        """concat(numeric value * mask, numeric mask, masked one-hot per categorical)."""
+        layout, n = self.layout, self.layout.n_numeric
+        values, mask = unpack(x, layout)
+        values = ops.where(mask > 0, values, ops.zeros_like(values))  # NaN-safe masking
+        parts = [values[:, :n], mask[:, :n]] if n else []
+        for j, card in enumerate(layout.cardinalities):
+            index = ops.cast(ops.round(values[:, n + j]), "int32")
+            # A missing category becomes an all-zero one-hot rather than class 0.
+            parts.append(ops.one_hot(index, card) * mask[:, n + j : n + j + 1])
+        return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
+
+    def encode(self, x: Any) -> tuple[Any, Any]:
+        """Posterior parameters for packed input ``x``.
+
+        Returns:
+            ``(z_mean, z_log_var)``, each ``[B, latent_dim]`` float32; the log-variance
+            is clamped to ``[min_log_var, max_log_var]``.
+        """
+        h = self._encoder_features(ops.cast(x, "float32"))
+        for layer in self.encoder_hidden:
+            h = layer(h)
+        # float32 heads keep the likelihood math out of float16 under mixed precision.
+        z_mean = ops.cast(self.z_mean_head(h), "float32")
+        z_log_var = ops.cast(self.z_log_var_head(h), "float32")
+        return z_mean, losses.clamp_log_var(z_log_var, self.min_log_var, self.max_log_var)
+
+    def decode(self, z: Any) -> dict[str, Any]:
+        """Likelihood parameters for latent codes ``z`` ``[B, latent_dim]``.
+
+        Returns:
+            ``{"numeric_mu": [B, n_num], "numeric_log_var": [B, n_num] (clamped),
+            "categorical_logits": [[B, card_j] for each categorical]}``.
+        """
+        h = ops.cast(z, "float32")
+        for layer in self.decoder_hidden:
+            h = layer(h)
+        if self.numeric_mu_head is None:
+            mu = log_var = ops.cast(z, "float32")[:, :0]  # [B, 0]: no numeric features.
+        else:
+            mu = ops.cast(self.numeric_mu_head(h), "float32")
+            log_var = losses.clamp_log_var(
+                ops.cast(self.numeric_log_var_head(h), "float32"),
+                self.min_log_var,
+                self.max_log_var,
+            )
+        logits = []
+        if self.categorical_head is not None:
+            all_logits = ops.cast(self.categorical_head(h), "float32")
+            start = 0
+            for card in self.layout.cardinalities:
+                logits.append(all_logits[:, start : start + card])
+                start += card
+        return {"numeric_mu": mu, "numeric_log_var": log_var, "categorical_logits": logits}
+
+    def reconstruct_from_code(self, z: Any) -> np.ndarray:
+        """Most likely record for each code, in the packed-values convention.
+
+        Returns:
+            numpy float32 ``[B, width]``: numeric columns are the decoded means,
+            categorical columns the argmax category index as a float.
+        """
+        out = self.decode(ops.convert_to_tensor(z, "float32"))
+        columns = [out["numeric_mu"]]
+        columns += [ops.expand_dims(ops.argmax(lg, axis=-1), -1) for lg in out["categorical_logits"]]
+        columns = [ops.cast(c, "float32") for c in columns]
+        return ops.convert_to_numpy(ops.concatenate(columns, axis=-1))
+
+    # ------------------------------------------------------------------- scoring
+    @property
+    def score_mc_samples(self) -> int:
+        """Latent draws used by ``call``/``predict`` scoring (0 = decode at z_mean)."""
+        return self._score_mc_samples
+
+    @score_mc_samples.setter
+    def score_mc_samples(self, value: int) -> None:
+        self._score_mc_samples = _non_negative_int("score_mc_samples", value)
+        # predict() caches a compiled function in which K is a constant: drop it.
+        self.predict_function = None
+
+    def call(self, x: Any, training: bool = False, stochastic: bool | None = None) -> dict:
+        """Scores (or, when stochastic, ELBO-estimates) a packed batch.
+
+        Args:
+            x: ``[B, 2*width]`` packed input.
+            training: Keras training flag; by default also selects the sampled path.
+            stochastic: If true, decode one reparameterized sample of z (the training
+                estimator, also used for validation). Defaults to ``training``.
+
+        Returns:
+            Dict with ``score``, ``reconstruction_nll``, ``kl`` (each ``[B]``),
+            ``feature_nll`` ``[B, width]`` and ``z_mean`` ``[B, latent_dim]``.
+        """
+        x = ops.cast(x, "float32")
+        if stochastic is None:
+            stochastic = bool(training)
+        if stochastic:
+            return self._sampled_terms(x)
+        return self._deterministic_terms(x, self.score_mc_samples)
+
+    def score_terms(self, x: Any, mc_samples: int = 0) -> dict[str, Any]:
+        """Deterministic anomaly-scoring terms for packed input ``x``.
+
+        ``score`` is the negative ELBO in nats (``reconstruction_nll + kl``; higher =
+        more anomalous). With ``mc_samples=0`` the reconstruction is evaluated at
+        ``z = z_mean``. With ``K > 0`` the feature NLL is averaged over ``K`` fixed
+        standard-normal draws (numpy, seeded by ``seed``) shared by all records, so a
+        record's score never depends on the rest of its batch.
+
+        Returns:
+            Dict of backend tensors (``keras.ops.convert_to_numpy`` works on each):
+            ``score``, ``reconstruction_nll``, ``kl`` ``[B]``, ``feature_nll``
+            ``[B, width]``, ``z_mean`` ``[B, latent_dim]``.
+        """
+        mc_samples = _non_negative_int("mc_samples", mc_samples)
+        return self._deterministic_terms(ops.convert_to_tensor(x, "float32"), mc_samples)
+
+    def _sampled_terms(self, x: Any) -> dict[str, Any]:
+        z_mean, z_log_var = self.encode(x)
+        noise = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
+        z = z_mean + ops.exp(0.5 * z_log_var) * noise
+        terms = losses.elbo_terms(
+            x, self.decode(z), z_mean, z_log_var, self.layout, self.min_log_var, self.max_log_var
+        )
+        return _outputs(terms, z_mean)
+
+    def _deterministic_terms(self, x: Any, mc_samples: int) -> dict[str, Any]:
+        z_mean, z_log_var = self.encode(x)
+        kl = losses.kl_standard_normal(z_mean, z_log_var)
+        if mc_samples == 0:
+            nll = self._feature_nll(x, z_mean)
+        else:
+            draws = ops.convert_to_tensor(self._fixed_draws(mc_samples))  # [K, L]
+            z = z_mean[None] + ops.exp(0.5 * z_log_var)[None] * draws[:, None, :]
+            # Sample-major flattening [K*B, L] matches tile(x, (K, 1)).
+            nll = self._feature_nll(
+                ops.tile(x, (mc_samples, 1)), ops.reshape(z, (-1, self.latent_dim))
+            )
+            nll = ops.mean(ops.reshape(nll, (mc_samples, -1, self.layout.width)), axis=0)
+        return _outputs(losses.combine_terms(nll, kl), z_mean)
+
+    def _feature_nll(self, x: Any, z: Any) -> Any:
+        return losses.feature_nll(
+            x, self.decode(z), self.layout, self.min_log_var, self.max_log_var
+        )
+
+    def _fixed_draws(self, mc_samples: int) -> np.ndarray:
+        rng = np.random.default_rng(self.seed)
+        return rng.standard_normal((mc_samples, self.latent_dim)).astype(np.float32)
+
+    # ------------------------------------------------------------------ training
+    @property
+    def metrics(self) -> list[keras.metrics.Metric]:
+        """Loss trackers, in ``TRACKER_NAMES`` order; reset by Keras every epoch."""
+        return [
+            self.loss_tracker,
+            self.reconstruction_tracker,
+            self.kl_tracker,
+            self.elbo_tracker,
+            self.beta_tracker,
+        ]
+
+    def effective_beta(self, kl_weight: Any) -> Any:
+        """The KL weight actually applied: ``beta * kl_weight``."""
+        return ops.cast(self.beta, "float32") * ops.convert_to_tensor(kl_weight, "float32")
+
+    def update_trackers(self, terms: Mapping[str, Any], beta: Any) -> dict[str, Any]:
+        """Updates the trackers with per-record terms and returns the logs dict.
+
+        Per-record vectors (not batch means) are fed so epoch values are exact
+        per-record averages even with a ragged last batch.
+        """
+        self.loss_tracker.update_state(losses.weighted_negative_elbo(terms, beta))
+        self.reconstruction_tracker.update_state(terms["reconstruction_nll"])
+        self.kl_tracker.update_state(terms["kl"])
+        self.elbo_tracker.update_state(-terms["score"])
+        self.beta_tracker.update_state(beta)
+        return {m.name: m.result() for m in self.metrics}
+
+    # ------------------------------------------------------------ serialization
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments (plus Keras' name/trainable/dtype)."""
+        config = super().get_config()
+        config.update(
+            {
+                "layout": self.layout.to_config(),
+                "latent_dim": self.latent_dim,
+                "hidden_units": list(self.hidden_units),
+                "activation": self.activation,
+                "beta": self.beta,
+                "kl_warmup_epochs": self.kl_warmup_epochs,
+                "min_log_var": self.min_log_var,
+                "max_log_var": self.max_log_var,
+                "seed": self.seed,
+            }
+        )
+        return config
+
+
+def _outputs(terms: Mapping[str, Any], z_mean: Any) -> dict[str, Any]:
+    return {
+        "score": terms["negative_elbo"],
+        "reconstruction_nll": terms["reconstruction_nll"],
+        "kl": terms["kl"],
+        "feature_nll": terms["feature_nll"],
+        "z_mean": z_mean,
+    }
+
+
+def _build_stack(layers: Sequence[keras.layers.Layer], in_dim: int) -> int:
+    """Builds Dense layers in sequence; returns the output width."""
+    for layer in layers:
+        layer.build((None, in_dim))
+        in_dim = layer.units
+    return in_dim
+
+
+# ----------------------------------------------------------------- validation
+def _check_backend() -> None:
+    backend = keras.backend.backend()
+    if backend not in SUPPORTED_BACKENDS:
+        raise NotImplementedError(
+            f"VAE supports the backends {SUPPORTED_BACKENDS}. Received: backend={backend}"
+        )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if not _is_int(value) or value <= 0:
+        raise ValueError(f"{name} must be positive. Received: {name}={value!r}")
+    return int(value)
+
+
+def _non_negative_int(name: str, value: Any) -> int:
+    if not _is_int(value) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer. Received: {name}={value!r}")
+    return int(value)
+
+
+def _non_negative_float(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+        raise ValueError(f"{name} must be a non-negative number. Received: {name}={value!r}")
+    return float(value)
+
+
+def _as_seq(hidden_units: Any) -> Sequence[Any]:
+    if isinstance(hidden_units, (str, bytes)) or not isinstance(hidden_units, Sequence):
+        raise ValueError(
+            f"hidden_units must be a sequence of positive ints. Received: "
+            f"hidden_units={hidden_units!r}"
+        )
+    return hidden_units
+
+
+def _check_activation(activation: Any) -> str:
+    try:
+        keras.activations.get(activation)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"Unknown activation. Received: activation={activation!r}") from err
+    if not isinstance(activation, str):
+        # Only names are JSON-serializable in get_config.
+        raise ValueError(f"activation must be a name. Received: activation={activation!r}")
+    return activation
+
+
+def _check_log_var_range(min_log_var: Any, max_log_var: Any) -> tuple[float, float]:
+    for name, value in (("min_log_var", min_log_var), ("max_log_var", max_log_var)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+            raise ValueError(f"{name} must be a finite number. Received: {name}={value!r}")
+    if not min_log_var < max_log_var:
+        raise ValueError(
+            "min_log_var must be < max_log_var. "
+            f"Received: min_log_var={min_log_var}, max_log_var={max_log_var}"
+        )
+    return float(min_log_var), float(max_log_var)

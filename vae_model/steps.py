@@ -1,0 +1,136 @@
+"""Backend-specific ``train_step`` / ``test_step`` / ``predict_step`` for the VAE.
+
+Keras 3 trainers differ in the step signature: TensorFlow steps are stateful
+(``step(data) -> logs``) while JAX steps are pure functions of explicit state
+(``step(state, data) -> (logs, state)``). Only that plumbing lives here; the forward
+pass is ``VAE.call`` and all of the ELBO math is in ``losses.py``.
+
+Both step flavours rely on these ``VAE`` members: ``call(x, training, stochastic)``
+returning the terms dict, ``effective_beta(kl_weight)``, ``update_trackers(terms,
+beta)``, ``kl_weight`` and the ``metrics`` trackers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from vae_model import losses
+
+
+def inputs_from_data(data: Any) -> Any:
+    """Extracts the packed input from a batch: ``x``, ``(x,)`` or ``(x, y[, w])``.
+
+    Targets and sample weights are ignored: the model reconstructs its own input.
+    """
+    x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+    return ops.cast(x, "float32")
+
+
+class TensorFlowSteps:
+    """Steps for the TensorFlow trainer (GradientTape, stateful variables)."""
+
+    def train_step(self, data: Any) -> dict[str, Any]:
+        import tensorflow as tf
+
+        x = inputs_from_data(data)
+        # Reading the variable inside the traced step keeps KL warm-up live across
+        # epochs (the tf.function reads the variable, it does not bake its value).
+        beta = self.effective_beta(self.kl_weight)
+        with tf.GradientTape() as tape:
+            terms = self(x, training=True)
+            loss = losses.training_loss(terms, beta)
+            # No-op for plain optimizers; required for LossScaleOptimizer (mixed
+            # precision), whose apply() unscales the gradients again.
+            scaled_loss = self.optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled_loss, self.trainable_weights)
+        self.optimizer.apply(grads, self.trainable_weights)
+        return self.update_trackers(terms, beta)
+
+    def test_step(self, data: Any) -> dict[str, Any]:
+        x = inputs_from_data(data)
+        beta = self.effective_beta(self.kl_weight)
+        # Same sampled ELBO estimator as training so val_* and train numbers compare.
+        terms = self(x, training=False, stochastic=True)
+        return self.update_trackers(terms, beta)
+
+    def predict_step(self, data: Any) -> dict[str, Any]:
+        return self(inputs_from_data(data), training=False)
+
+
+class JaxSteps:
+    """Steps for the JAX trainer (pure functions of explicit state, jit-compiled)."""
+
+    def train_step(self, state: tuple, data: Any) -> tuple[dict[str, Any], tuple]:
+        import jax
+
+        trainable, non_trainable, optimizer_vars, metrics_vars = state
+        x = inputs_from_data(data)
+        # Must come from `state`: reading `self.kl_weight` here would bake the value
+        # at trace time into the jitted step and freeze the warm-up schedule.
+        beta = self.effective_beta(_state_value(self, self.kl_weight, non_trainable))
+
+        def loss_fn(trainable, non_trainable):
+            terms, non_trainable = self.stateless_call(trainable, non_trainable, x, training=True)
+            loss = losses.training_loss(terms, beta)
+            return _stateless_scale_loss(self, loss, optimizer_vars), (terms, non_trainable)
+
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+        (_, (terms, non_trainable)), grads = grad_fn(trainable, non_trainable)
+        trainable, optimizer_vars = self.optimizer.stateless_apply(
+            optimizer_vars, grads, trainable
+        )
+        logs, metrics_vars = _stateless_update_trackers(self, metrics_vars, terms, beta)
+        return logs, (trainable, non_trainable, optimizer_vars, metrics_vars)
+
+    def test_step(self, state: tuple, data: Any) -> tuple[dict[str, Any], tuple]:
+        trainable, non_trainable, metrics_vars = state
+        x = inputs_from_data(data)
+        beta = self.effective_beta(_state_value(self, self.kl_weight, non_trainable))
+        terms, non_trainable = self.stateless_call(
+            trainable, non_trainable, x, training=False, stochastic=True
+        )
+        logs, metrics_vars = _stateless_update_trackers(self, metrics_vars, terms, beta)
+        return logs, (trainable, non_trainable, metrics_vars)
+
+    def predict_step(self, state: tuple, data: Any) -> tuple[dict[str, Any], list]:
+        trainable, non_trainable = state
+        outputs, non_trainable = self.stateless_call(
+            trainable, non_trainable, inputs_from_data(data), training=False
+        )
+        return outputs, non_trainable
+
+
+def _state_value(model: keras.Model, variable: keras.Variable, non_trainable: list) -> Any:
+    """Returns the value that explicit JAX state holds for a non-trainable variable."""
+    for ref, value in zip(model.non_trainable_variables, non_trainable):
+        if ref is variable:
+            return value
+    raise KeyError(f"{variable.path} is not a non-trainable variable of {model.name}")
+
+
+def _stateless_scale_loss(model: keras.Model, loss: Any, optimizer_vars: list) -> Any:
+    """``optimizer.scale_loss`` with the loss-scale variable taken from explicit state."""
+    mapping = list(zip(model.optimizer.variables, optimizer_vars))
+    with keras.StatelessScope(state_mapping=mapping):
+        return model.optimizer.scale_loss(loss)
+
+
+def _stateless_update_trackers(
+    model: keras.Model, metrics_vars: list, terms: dict[str, Any], beta: Any
+) -> tuple[dict[str, Any], list]:
+    """Runs the ordinary stateful tracker update inside a StatelessScope.
+
+    This is what Keras' own JAX trainer does; it lets both backends share
+    ``update_trackers`` instead of hand-writing ``stateless_update_state`` calls.
+    """
+    refs = model.metrics_variables
+    with keras.StatelessScope(state_mapping=list(zip(refs, metrics_vars))) as scope:
+        logs = model.update_trackers(terms, beta)
+    new_vars = []
+    for ref, old in zip(refs, metrics_vars):
+        new = scope.get_current_value(ref)
+        new_vars.append(old if new is None else new)
+    return logs, new_vars
