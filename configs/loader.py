@@ -63,10 +63,18 @@ def to_dict(config: VaepipeConfig) -> dict[str, Any]:
     return _redact(json.loads(json.dumps(dataclasses.asdict(config))))
 
 
-def save_config(config: VaepipeConfig, path: str | Path) -> None:
-    """Write the resolved config as YAML (the record of what a run really used)."""
+def dump_config(config: VaepipeConfig) -> str:
+    """The resolved config as YAML text (the record of what a run really used)."""
     text = yaml.safe_dump(to_dict(config), sort_keys=False)
-    Path(path).write_text("# Resolved vaepipe config (defaults + files + --set)\n" + text)
+    return "# Resolved vaepipe config (defaults + files + --set)\n" + text
+
+
+def save_config(config: VaepipeConfig, path: str) -> None:
+    """Write the resolved config through Beam's file systems (local or gs://)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.create(str(path)) as handle:
+        handle.write(dump_config(config).encode("utf-8"))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -97,3 +97,14 @@ def codes_table(record_ids: list[str], code: np.ndarray, schema: pa.Schema) -> p
     flat = pa.array(code.reshape(-1), type=schema.field("code").type.value_type)
     lists = pa.FixedSizeListArray.from_arrays(flat, code.shape[1])
     return pa.Table.from_arrays([pa.array(record_ids, pa.string()), lists], schema=schema)
+
+
+def code_format(schema: pa.Schema) -> dict:
+    """The dtype and scale that dequantise codes, read from the codes' Parquet metadata."""
+    meta = (schema.metadata or {}).get(CODE_METADATA_KEY)
+    if meta is None:
+        raise ValueError(
+            "these Parquet files carry no vaepipe code metadata: are they the codes/ output "
+            "of `vaepipe score`?"
+        )
+    return json.loads(meta)

@@ -20,7 +20,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
 
-from configs import VaepipeConfig
+from configs import VaepipeConfig, save_config
 from pipeline import postprocess
 from pipeline.beam_runner import run_pipeline
 from pipeline.bundle import Bundle, BundleError, check_columns, load_bundle
@@ -33,6 +33,7 @@ from pipeline.io import (
     WriteTables,
     input_columns,
     match_inputs,
+    write_bytes,
     write_text,
 )
 from pipeline.records import EncodedChunk, RecordChunk
@@ -41,6 +42,7 @@ from pipeline.statistics import ComputeStatistics, anomaly_lines, stats_options,
 FLAGS, CODES, DEAD_LETTER = "flags", "codes", "dead_letter"
 VALIDATION_REPORT = "validation_report.txt"
 SUMMARY = "summary.json"
+CONFIG = "config.yaml"
 
 
 @dataclass(frozen=True)
@@ -70,27 +72,53 @@ def check_inputs(bundle: Bundle, input_pattern: str, config: VaepipeConfig) -> l
     return paths
 
 
+def _read_and_type(root, input_pattern: str, bundle: Bundle, config: VaepipeConfig):
+    """Read records and convert them to the model's column kinds (the shared first stages)."""
+    exclude = tuple(config.data.exclude_columns)
+    read = root | "ReadRecords" >> ReadRecords(input_pattern, config.data)
+    typed = read.records | "ApplyKinds" >> beam.ParDo(
+        _ApplyKindsDoFn(bundle.encoding.kinds, exclude)
+    ).with_outputs(DEAD, main="typed")
+    return typed.typed, [read[DEAD], typed[DEAD]]
+
+
+def _validate_branch(typed, bundle: Bundle, config: VaepipeConfig, out_dir: str):
+    """TFDV statistics of the batch (sampled by config) checked against the bundle's schema."""
+    options = stats_options(
+        config.schema.max_vocabulary, bundle.schema, config.schema.validation_sample_rate
+    )
+    stats = typed | "ValidationStatistics" >> ComputeStatistics(bundle.encoding.kinds, options)
+    _ = (
+        stats
+        | "ValidateAgainstSchema" >> beam.Map(_validation_report, bundle.schema)
+        | "WriteValidationReport" >> beam.Map(_write_report, os.path.join(out_dir, VALIDATION_REPORT))
+    )
+    return stats
+
+
+def build_validate_pipeline(
+    root: beam.Pipeline, input_pattern: str, bundle: Bundle, config: VaepipeConfig, out_dir: str
+) -> None:
+    """Validation only: statistics, schema anomalies and dead letters of a batch."""
+    typed, dead = _read_and_type(root, input_pattern, bundle, config)
+    stats = _validate_branch(typed, bundle, config, out_dir)
+    _ = stats | "WriteStatistics" >> beam.Map(
+        lambda st: write_bytes(os.path.join(out_dir, "statistics.pb"), st.SerializeToString())
+    )
+    _ = tuple(dead) | "AllDeadLetters" >> beam.Flatten() | (
+        "WriteDeadLetters" >> WriteDeadLetters(os.path.join(out_dir, DEAD_LETTER))
+    )
+
+
 def build_score_pipeline(
     root: beam.Pipeline, input_pattern: str, bundle: Bundle, config: VaepipeConfig, staging: str
 ) -> None:
     """Wire the scoring job onto `root`; outputs go under `staging`."""
-    kinds = bundle.encoding.kinds
     exclude = tuple(config.data.exclude_columns)
-    read = root | "ReadRecords" >> ReadRecords(input_pattern, config.data)
-    typed = read.records | "ApplyKinds" >> beam.ParDo(_ApplyKindsDoFn(kinds, exclude)).with_outputs(
-        DEAD, main="typed"
-    )
-    options = stats_options(
-        config.schema.max_vocabulary, bundle.schema, config.schema.validation_sample_rate
-    )
-    _ = (
-        typed.typed
-        | "ValidationStatistics" >> ComputeStatistics(kinds, options)
-        | "ValidateAgainstSchema" >> beam.Map(_validation_report, bundle.schema)
-        | "WriteValidationReport" >> beam.Map(_write_report, os.path.join(staging, VALIDATION_REPORT))
-    )
+    typed, dead = _read_and_type(root, input_pattern, bundle, config)
+    _validate_branch(typed, bundle, config, staging)
     scored = (
-        typed.typed
+        typed
         | "Encode" >> beam.Map(_encode, bundle.encoding, exclude)
         | "RunInference"
         >> RunInference(
@@ -107,7 +135,7 @@ def build_score_pipeline(
     outputs = scored | "ToOutputs" >> beam.ParDo(to_outputs).with_outputs(DEAD, CODES, main=FLAGS)
     _ = outputs[FLAGS] | "WriteFlags" >> WriteTables(os.path.join(staging, FLAGS), flags_schema)
     _ = outputs[CODES] | "WriteCodes" >> WriteTables(os.path.join(staging, CODES), codes_schema)
-    _ = (read[DEAD], typed[DEAD], outputs[DEAD]) | "AllDeadLetters" >> beam.Flatten() | (
+    _ = (*dead, outputs[DEAD]) | "AllDeadLetters" >> beam.Flatten() | (
         "WriteDeadLetters" >> WriteDeadLetters(os.path.join(staging, DEAD_LETTER))
     )
 
@@ -218,7 +246,8 @@ def score(
         anomalies=anomalies,
     )
     write_text(os.path.join(staging, SUMMARY), json.dumps(result.__dict__, indent=1))
-    publish(staging, output_dir, (FLAGS, CODES, DEAD_LETTER, VALIDATION_REPORT, SUMMARY))
+    save_config(config, os.path.join(staging, CONFIG))
+    publish(staging, output_dir, (FLAGS, CODES, DEAD_LETTER, VALIDATION_REPORT, SUMMARY, CONFIG))
     _echo_summary(result, echo)
     return result
 
@@ -251,3 +280,28 @@ def _echo_summary(result: ScoreResult, echo: Callable[[str], None]) -> None:
         f"{result.rows_dead_lettered} [{balance}]; flagged {result.rows_flagged}"
     )
     echo(f"outputs: {result.output_dir}/{{{FLAGS},{CODES},{DEAD_LETTER}}}")
+
+
+def validate_batch(
+    model_dir: str,
+    input_pattern: str,
+    output_dir: str | None,
+    config: VaepipeConfig,
+    beam_args: Sequence[str] = (),
+    echo: Callable[[str], None] = print,
+) -> list[str]:
+    """Validate a batch against the model's schema; returns the anomaly lines (and echoes them)."""
+    bundle = load_bundle(model_dir, load_model=False)
+    check_inputs(bundle, input_pattern, config)
+    out_dir = output_dir or os.path.join(model_dir, "_validate", uuid.uuid4().hex[:12])
+    run_pipeline(
+        lambda root: build_validate_pipeline(root, input_pattern, bundle, config, out_dir),
+        beam_args,
+    )
+    anomalies = _read_report(os.path.join(out_dir, VALIDATION_REPORT))
+    if output_dir is None:
+        FileSystems.delete([out_dir])
+    for line in anomalies:
+        echo(f"schema anomaly: {line}")
+    echo(f"{len(anomalies)} schema anomalies in {input_pattern}")
+    return anomalies

@@ -16,7 +16,7 @@ from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from configs import VaepipeConfig
-from configs.loader import to_dict
+from configs.loader import dump_config
 from pipeline import bundle as bundle_lib
 from pipeline.beam_runner import run_pipeline
 from pipeline.encoding import TabularEncoding
@@ -47,7 +47,6 @@ def train(
     echo: Callable[[str], None] = print,
 ) -> TrainResult:
     """Run the whole training job and write a verified model bundle to `model_dir`."""
-    import yaml
 
     curated = _curated_schema(config)
     # The prepared data lives beside the bundle (gs:// on Dataflow, where workers write it).
@@ -83,7 +82,7 @@ def train(
         bundle_lib.STATISTICS_FILE: read_bytes(paths.statistics),
         bundle_lib.CALIBRATION_FILE: calibration.to_json().encode(),
         bundle_lib.SCORES_FILE: bundle_lib.npy_bytes(scores),
-        bundle_lib.CONFIG_FILE: yaml.safe_dump(to_dict(config), sort_keys=False).encode(),
+        bundle_lib.CONFIG_FILE: dump_config(config).encode(),
         bundle_lib.REPORT_FILE: _json_bytes(report),
     }
     _write_bundle(model, model_dir, parts, config.data.kind, local)

@@ -169,6 +169,9 @@ def fit_vae(
         validation_steps=validation_steps,
         callbacks=builtin + list(callbacks),
         verbose=verbose,
+        # tf.data pipelines shuffle themselves (Keras warns if asked to); arrays and
+        # PyDatasets get Keras' per-epoch shuffling.
+        shuffle=not _is_tf_dataset(train_data),
     )
     bad_epoch = _first_non_finite_epoch(history)
     if bad_epoch is not None:
@@ -192,6 +195,11 @@ def _check_fit_args(val_data: Any, epochs: Any, learning_rate: Any, patience: An
         raise ValueError(f"learning_rate must be > 0. Received: learning_rate={learning_rate!r}")
     if not isinstance(patience, int) or patience < 0:
         raise ValueError(f"patience must be a non-negative integer. Received: patience={patience!r}")
+
+
+def _is_tf_dataset(data: Any) -> bool:
+    # Checked by module name so this file never imports tensorflow (JAX installs).
+    return type(data).__module__.startswith("tensorflow.python.data")
 
 
 def _first_non_finite_epoch(history: keras.callbacks.History) -> int | None:

@@ -1,0 +1,119 @@
+"""`vaepipe` command line: train | score | decode | validate | run | demo.
+
+Our flags are parsed here; every flag we do not know goes to Beam's PipelineOptions
+(`--runner`, `--direct_num_workers`, `--project`, ...), so the same command runs on the
+DirectRunner and on Dataflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+from typing import Optional, Sequence
+
+# Quiet TensorFlow's C++ start-up chatter before anything imports it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+EXIT_BAD_INPUT = 2
+EXIT_VALIDATION = 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vaepipe",
+        description="Compress tables to latent codes and flag anomalous records with a VAE "
+        "(Apache Beam + TFDV + Keras). Unknown flags are passed to Beam (e.g. --runner).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="fit a model bundle on a table of normal records")
+    _add_config(train)
+    train.add_argument("--input", required=True, help="file pattern: path, glob or gs://")
+    train.add_argument("--output", required=True, help="model bundle directory to write")
+
+    score = commands.add_parser("score", help="score records: flags, latent codes, dead letters")
+    _add_config(score, "default: the config the model was trained with")
+    score.add_argument("--model", required=True, help="model bundle directory")
+    score.add_argument("--input", required=True, help="file pattern: path, glob or gs://")
+    score.add_argument("--output", required=True, help="output directory (flags/, codes/, ...)")
+
+    decode = commands.add_parser("decode", help="turn latent codes back into records")
+    _add_config(decode)
+    decode.add_argument("--model", required=True, help="model bundle directory")
+    decode.add_argument("--input", required=True, help="the codes/ directory of a score run")
+    decode.add_argument("--output", required=True, help="directory for decoded Parquet records")
+
+    validate = commands.add_parser("validate", help="check a batch against the model's schema")
+    _add_config(validate, "default: the config the model was trained with")
+    validate.add_argument("--model", required=True, help="model bundle directory")
+    validate.add_argument("--input", required=True, help="file pattern: path, glob or gs://")
+    validate.add_argument("--output", help="where to write the TFDV statistics and report")
+
+    run = commands.add_parser("run", help="the scheduled job: validate, train if needed, score")
+    _add_config(run)
+    run.add_argument("--input", required=True, help="the batch to score (file pattern)")
+    run.add_argument("--train-input", help="data to train on when there is no model "
+                     "(default: --input)")
+    run.add_argument("--output", required=True, help="job root: model/ and scores/ go here")
+    run.add_argument("--model", help="model bundle directory (default: OUTPUT/model)")
+    run.add_argument("--retrain", action="store_true", help="train even if a model exists")
+
+    demo = commands.add_parser("demo", help="train and score on a built-in synthetic table")
+    _add_config(demo)
+    demo.add_argument("--output", default="vaepipe_output", help="demo directory "
+                      "(default: ./vaepipe_output)")
+    demo.add_argument("--rows", type=int, default=20000, help="rows of synthetic data")
+    return parser
+
+
+def _add_config(sub: argparse.ArgumentParser, default_note: str = "") -> None:
+    note = f" ({default_note})" if default_note else " (default: the built-in tabular config)"
+    sub.add_argument("--config", action="append", default=[], help="YAML config file" + note)
+    sub.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                     help="override one config value; repeatable")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args, beam_args = parser.parse_known_args(argv)
+    _quiet_logs()
+    from configs import ConfigError
+    from pipeline.bundle import BundleError
+
+    try:
+        return _dispatch(args, beam_args)
+    except (ConfigError, BundleError, FileNotFoundError, ValueError) as err:
+        print(f"vaepipe {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except _validation_error() as err:
+        print(f"vaepipe {args.command}: {err}", file=sys.stderr)
+        return EXIT_VALIDATION
+
+
+def _validation_error():
+    from pipeline.score import ValidationFailed
+
+    return ValidationFailed
+
+
+def _dispatch(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from pipeline import commands
+
+    handler = getattr(commands, f"cmd_{args.command}")
+    return handler(args, beam_args)
+
+
+def _quiet_logs() -> None:
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("apache_beam", "tensorflow", "absl", "tensorflow_data_validation"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

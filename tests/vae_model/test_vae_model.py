@@ -1,0 +1,173 @@
+"""VAE construction, config, shapes and deterministic scoring (untrained model)."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from vae_model import VAE, FeatureLayout, pack
+
+
+def to_numpy(terms):
+    return {k: keras.ops.convert_to_numpy(v) for k, v in terms.items()}
+
+# Scores of the same record computed in batches of different sizes may differ in the
+# last float32 bits (matmul kernels block differently), never more.
+BATCH_TOL = {"rtol": 1e-5, "atol": 1e-5}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"latent_dim": 0}, "latent_dim must be positive. Received: latent_dim=0"),
+        ({"hidden_units": (8, -1)}, "hidden_units must be positive. Received: hidden_units=-1"),
+        ({"hidden_units": "64"}, "hidden_units must be a sequence"),
+        ({"activation": "nope"}, "Unknown activation. Received: activation='nope'"),
+        ({"beta": -0.5}, "beta must be a non-negative number. Received: beta=-0.5"),
+        ({"kl_warmup_epochs": -1}, "Received: kl_warmup_epochs=-1"),
+        ({"min_log_var": 2.0, "max_log_var": 1.0}, "min_log_var=2.0, max_log_var=1.0"),
+        ({"seed": 1.5}, "Received: seed=1.5"),
+    ],
+)
+def test_invalid_args_raise_with_echoed_values(layout, kwargs, message):
+    with pytest.raises(ValueError) as err:
+        VAE(layout.to_config(), **kwargs)
+    assert message in str(err.value)
+
+
+def test_get_config_round_trips(layout, small_model):
+    config = small_model.get_config()
+    json.dumps(config)  # must be JSON-serializable for the .keras format
+    assert config["layout"] == layout.to_config()
+    assert config["hidden_units"] == [8] and config["latent_dim"] == 3 and config["seed"] == 1
+    assert VAE.from_config(config).get_config() == config
+
+
+def test_accepts_layout_object_and_builds_eagerly(layout):
+    model = VAE(layout, latent_dim=2, hidden_units=(4,))
+    assert model.built
+    assert model.get_config()["layout"] == layout.to_config()
+    # Every weight exists before any data has been seen (needed to load weights).
+    assert len(model.trainable_weights) == 2 * 6  # 6 Dense layers: kernel + bias
+
+
+def test_output_shapes(records, small_model, layout):
+    x = records(5, seed=0)
+    z_mean, z_log_var = small_model.encode(x)
+    assert tuple(z_mean.shape) == (5, 3) and tuple(z_log_var.shape) == (5, 3)
+    decoded = small_model.decode(z_mean)
+    assert tuple(decoded["numeric_mu"].shape) == (5, layout.n_numeric)
+    assert tuple(decoded["numeric_log_var"].shape) == (5, layout.n_numeric)
+    assert [tuple(t.shape) for t in decoded["categorical_logits"]] == [(5, 4)]
+    terms = to_numpy(small_model(x))
+    assert {k: v.shape for k, v in terms.items()} == {
+        "score": (5,),
+        "reconstruction_nll": (5,),
+        "kl": (5,),
+        "feature_nll": (5, layout.width),
+        "z_mean": (5, 3),
+    }
+
+
+def test_reconstruct_from_code_uses_packed_value_convention(layout, small_model):
+    values = small_model.reconstruct_from_code(np.random.default_rng(0).normal(size=(6, 3)))
+    assert isinstance(values, np.ndarray) and values.shape == (6, layout.width)
+    categories = values[:, layout.n_numeric]
+    np.testing.assert_array_equal(categories, np.round(categories))
+    assert categories.min() >= 0 and categories.max() < 4
+
+
+@pytest.mark.parametrize("mc_samples", [0, 4])
+def test_score_terms_are_deterministic_and_batch_independent(records, small_model, mc_samples):
+    x = records(64, seed=3)
+    first = to_numpy(small_model.score_terms(x, mc_samples))
+    second = to_numpy(small_model.score_terms(x, mc_samples))
+    for key in first:
+        np.testing.assert_array_equal(first[key], second[key])
+    # Record 10 alone, and inside a different (shuffled, smaller) batch.
+    alone = to_numpy(small_model.score_terms(x[10:11], mc_samples))["score"]
+    other = to_numpy(small_model.score_terms(x[[33, 10, 2]], mc_samples))["score"]
+    np.testing.assert_allclose(alone[0], first["score"][10], **BATCH_TOL)
+    np.testing.assert_allclose(other[1], first["score"][10], **BATCH_TOL)
+
+
+def test_mc_scoring_differs_from_mean_decoding(records, small_model):
+    x = records(16, seed=4)
+    at_mean = to_numpy(small_model.score_terms(x))
+    sampled = to_numpy(small_model.score_terms(x, mc_samples=8))
+    np.testing.assert_array_equal(at_mean["kl"], sampled["kl"])  # KL is closed form
+    assert not np.allclose(at_mean["reconstruction_nll"], sampled["reconstruction_nll"])
+    with pytest.raises(ValueError, match="Received: mc_samples=-1"):
+        small_model.score_terms(x, mc_samples=-1)
+
+
+def test_stochastic_call_samples_but_default_call_does_not(records, small_model):
+    x = records(16, seed=5)
+    a = to_numpy(small_model(x, training=True))["reconstruction_nll"]
+    b = to_numpy(small_model(x, training=True))["reconstruction_nll"]
+    assert not np.array_equal(a, b)
+    c = to_numpy(small_model(x))["score"]
+    np.testing.assert_array_equal(c, to_numpy(small_model.score_terms(x))["score"])
+
+
+def test_missing_features_contribute_nothing(small_model):
+    values = np.array([[np.nan, 0.5, 2.0], [0.0, 0.0, 0.0]])  # NaN placeholder, all-missing
+    mask = np.array([[0, 1, 1], [0, 0, 0]])
+    terms = to_numpy(small_model.score_terms(pack(values, mask)))
+    assert np.all(np.isfinite(terms["score"]))
+    assert terms["feature_nll"][0, 0] == 0.0
+    np.testing.assert_array_equal(terms["feature_nll"][1], np.zeros(3))
+    np.testing.assert_allclose(terms["score"][1], terms["kl"][1], rtol=1e-6)
+
+
+def test_predict_returns_score_dict(records, small_model):
+    x = records(70, seed=6)
+    expected = to_numpy(small_model.score_terms(x))
+    predicted = small_model.predict(x, batch_size=32, verbose=0)
+    assert isinstance(predicted, dict) and set(predicted) == set(expected)
+    for key in expected:
+        assert isinstance(predicted[key], np.ndarray)
+        np.testing.assert_allclose(predicted[key], expected[key], **BATCH_TOL)
+    on_batch = small_model.predict_on_batch(x[:8])
+    np.testing.assert_allclose(on_batch["score"], expected["score"][:8], **BATCH_TOL)
+
+
+def test_score_mc_samples_attribute_drives_predict(records, small_model):
+    x = records(20, seed=7)
+    small_model.predict(x, verbose=0)  # compile and cache a K=0 predict function
+    small_model.score_mc_samples = 3
+    expected = to_numpy(small_model.score_terms(x, mc_samples=3))["score"]
+    np.testing.assert_allclose(small_model.predict(x, verbose=0)["score"], expected, **BATCH_TOL)
+    with pytest.raises(ValueError, match="Received: score_mc_samples=-2"):
+        small_model.score_mc_samples = -2
+
+
+@pytest.mark.parametrize(
+    "single_layout",
+    [
+        FeatureLayout(numeric=("a",)),
+        FeatureLayout(categorical=(("c", 4), ("d", 2))),
+    ],
+    ids=["numeric_only", "categorical_only"],
+)
+def test_single_type_layouts(single_layout):
+    model = VAE(single_layout.to_config(), latent_dim=2, hidden_units=())
+    x = np.zeros((3, single_layout.input_dim), np.float32)
+    x[:, single_layout.width :] = 1.0
+    terms = to_numpy(model.score_terms(x, mc_samples=2))
+    assert terms["feature_nll"].shape == (3, single_layout.width)
+    assert np.all(np.isfinite(terms["score"]))
+    assert model.reconstruct_from_code(np.zeros((2, 2))).shape == (2, single_layout.width)
+
+
+def test_metrics_are_the_loss_trackers(small_model):
+    assert [m.name for m in small_model.metrics] == [
+        "loss",
+        "reconstruction_nll",
+        "kl",
+        "elbo",
+        "beta",
+    ]
+    assert keras.ops.convert_to_numpy(small_model.kl_weight) == 1.0
+    assert not small_model.kl_weight.trainable
