@@ -61,7 +61,9 @@ def test_categorical_nll_is_stable_for_huge_logits():
     logits = np.array([[1e4, -1e4, 0.0], [1e4, -1e4, 0.0], [-1e4, -1e4, -1e4]], np.float32)
     got = np_(likelihoods.categorical_nll(np.array([0, 1, 2]), logits))
     assert np.all(np.isfinite(got))
-    np.testing.assert_allclose(got, [0.0, 2e4, math.log(3)], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got[:2], [0.0, 2e4], rtol=1e-6, atol=1e-6)
+    # -1e4 + log(3) is only representable to ~1e-3 in float32.
+    np.testing.assert_allclose(got[2], math.log(3), atol=2e-3)
 
 
 def test_kl_closed_form_and_zero_at_prior(rng):

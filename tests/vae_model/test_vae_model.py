@@ -49,7 +49,7 @@ def test_accepts_layout_object_and_builds_eagerly(layout):
     assert model.built
     assert model.get_config()["layout"] == layout.to_config()
     # Every weight exists before any data has been seen (needed to load weights).
-    assert len(model.trainable_weights) == 2 * 6  # 6 Dense layers: kernel + bias
+    assert len(model.trainable_weights) == 2 * 7  # 7 Dense layers: kernel + bias
 
 
 def test_output_shapes(records, small_model, layout):
