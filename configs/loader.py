@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import types
 import typing
 from pathlib import Path
@@ -21,6 +22,8 @@ from configs.schema import ConfigError, VaepipeConfig
 BUILTIN_DIR = Path(__file__).resolve().parent
 # Keys whose values never belong in logs or saved configs (matched on the key's last part).
 _SECRET_MARKERS = ("password", "secret", "token", "credential", "api_key")
+# Floats in exponent form without a dot (1e-3, 2E+5), which YAML 1.1 does not recognise.
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def builtin_config_path(name: str) -> Path:
@@ -50,7 +53,11 @@ def parse_override(item: str) -> dict[str, Any]:
     parts = key.strip().split(".")
     if len(parts) != 2 or not all(parts):
         raise ConfigError(f"--set key must be section.key (e.g. model.beta). Received: {key!r}")
-    return {parts[0]: {parts[1]: yaml.safe_load(raw) if raw.strip() else None}}
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set {key.strip()}: value is not valid YAML: {raw!r} ({err})") from err
+    return {parts[0]: {parts[1]: value}}
 
 
 def from_dict(tree: Mapping[str, Any]) -> VaepipeConfig:
@@ -133,6 +140,8 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
         return tuple(_coerce(f"{name}[{i}]", v, item) for i, v in enumerate(value))
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 (PyYAML) reads 1e-3 as a string; it is a float
     if hint is int and isinstance(value, bool) or not isinstance(value, hint):
         raise ConfigError(
             f"{name} must be of type {hint.__name__}. Received: {value!r} "

@@ -70,11 +70,11 @@ class ProfileColumns(beam.CombineFn):
 
 
 def _profile_into(prof: ColumnProfile, values: pd.Series, cap: int) -> None:
-    present = values.notna()
-    numbers = pd.to_numeric(values[present], errors="coerce")
+    numbers, missing = _parse_numbers(values)
+    present = ~missing
     prof.present += int(present.sum())
-    prof.non_numeric += int(numbers.isna().sum())
-    finite = numbers[np.isfinite(numbers.to_numpy(dtype=float))]
+    prof.non_numeric += int(np.isnan(numbers[present]).sum())
+    finite = numbers[present & np.isfinite(numbers)]
     prof.non_integer += int((finite != np.round(finite)).sum())
     if len(prof.distinct) <= cap:
         prof.distinct |= set(values[present].astype(str).unique()[:cap])
@@ -136,12 +136,38 @@ def apply_kinds(
     return (typed.take(~bad) if (~bad).any() else None), dead
 
 
+def _is_missing(values: pd.Series) -> np.ndarray:
+    """True where a value is missing: None/NaN, blank text or a NaN spelling."""
+    return (values.isna() | values.map(_blank).astype(bool)).to_numpy(dtype=bool)
+
+
+def _blank(value: object) -> bool:
+    return isinstance(value, str) and (not value.strip() or value.strip() in _MISSING_TOKENS)
+
+
+def _overflowed(value: object) -> float:
+    """+-inf for a number beyond float64 range ("1e400", which pandas reads as NaN), else NaN."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return np.nan
+    return number if np.isinf(number) else np.nan
+
+
+def _parse_numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 values (NaN where missing or not a number, +-inf where infinite), missing mask."""
+    missing = _is_missing(values)
+    text = values.where(~missing, None)
+    numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
+    for i in np.flatnonzero(~missing & np.isnan(numbers)):
+        numbers[i] = _overflowed(text.iloc[i])
+    return numbers, missing
+
+
 def _to_numbers(values: pd.Series) -> tuple[np.ndarray, list[tuple[str, np.ndarray, str]]]:
     """Float64 values (NaN = missing) and the rows whose text is not a finite number."""
-    text = values.where(~values.isin(_MISSING_TOKENS), None)
-    numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
-    given = text.notna().to_numpy()
-    not_number = np.flatnonzero(given & np.isnan(numbers))
+    numbers, missing = _parse_numbers(values)
+    not_number = np.flatnonzero(~missing & np.isnan(numbers))
     infinite = np.flatnonzero(np.isinf(numbers))
     problems = []
     if len(not_number):

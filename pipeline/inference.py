@@ -87,6 +87,8 @@ def score_chunk(model: Any, chunk: EncodedChunk, batch_size: int) -> ScoredChunk
 
 
 def _score_isolating(model, chunk: EncodedChunk, rows: np.ndarray, batch_size: int):
+    if len(rows) == 0:  # nothing to score (an empty chunk): splitting it would never end
+        return rows, _empty_terms(), []
     try:
         return rows, score_batches(model, chunk.inputs[rows], batch_size), []
     except Exception as err:  # any model failure: find the rows that cause it

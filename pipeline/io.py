@@ -124,7 +124,8 @@ class _ReadFileDoFn(beam.DoFn):
 
 def _csv_chunks(path: str, config: DataConfig) -> Iterator:
     with FileSystems.open(path) as handle:
-        numbered: Iterable[tuple[int, bytes]] = enumerate(handle, start=1)
+        # readline, not iteration: Beam's CompressedFile (.csv.gz) is not iterable.
+        numbered: Iterable[tuple[int, bytes]] = enumerate(iter(handle.readline, b""), start=1)
         if config.csv_has_header:
             _, header = next(iter(numbered), (0, b""))
             columns = parse_header(header, path, config.csv_delimiter)

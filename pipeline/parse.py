@@ -68,7 +68,8 @@ def parse_arrow_batch(
     batch: pa.RecordBatch, first_row: int, source: str, config: DataConfig
 ) -> tuple[Optional[RecordChunk], list[DeadLetter]]:
     """A chunk from an Arrow batch (Parquet); raw inputs are the rows as JSON."""
-    frame = batch.to_pandas()
+    # integer_object_nulls: a nullable int column stays int (id 7, not 7.0), None where null.
+    frame = batch.to_pandas(integer_object_nulls=True)
     if frame.empty:
         return None, []
     frame = frame.astype(object).where(frame.notna(), None)

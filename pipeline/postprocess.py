@@ -54,8 +54,12 @@ def flags_table(
     }
     names, values = top_contributions(terms["feature_nll"], baseline, top_features)
     for k in range(top_features):
-        columns[f"top_feature_{k + 1}"] = [feature_names[i] for i in names[:, k]]
-        columns[f"top_contribution_{k + 1}"] = values[:, k]
+        if k < names.shape[1]:
+            columns[f"top_feature_{k + 1}"] = [feature_names[i] for i in names[:, k]]
+            columns[f"top_contribution_{k + 1}"] = values[:, k]
+        else:  # the model has fewer features than scoring.top_features: null slots
+            columns[f"top_feature_{k + 1}"] = [None] * len(record_ids)
+            columns[f"top_contribution_{k + 1}"] = [None] * len(record_ids)
     for name in schema.names[len(columns):]:
         column = passthrough[name] if name in passthrough.columns else [None] * len(record_ids)
         columns[name] = [None if v is None else str(v) for v in column]

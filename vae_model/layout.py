@@ -59,7 +59,7 @@ class FeatureLayout:
         if duplicates:
             raise ValueError(f"Feature names must be unique. Received duplicates: {duplicates}")
         for name, card in self.categorical:
-            if isinstance(card, bool) or not isinstance(card, (int, np.integer)) or card < 2:
+            if isinstance(card, bool) or not isinstance(card, int | np.integer) or card < 2:
                 raise ValueError(
                     f"cardinality must be >= 2. Received: cardinality={card!r} "
                     f"for feature {name!r}"
@@ -132,7 +132,7 @@ def pack(values: Any, mask: Any) -> Any:
     Returns:
         The packed float32 input.
     """
-    if isinstance(values, (np.ndarray, list)) and isinstance(mask, (np.ndarray, list)):
+    if isinstance(values, np.ndarray | list) and isinstance(mask, np.ndarray | list):
         values = np.asarray(values, dtype=np.float32)
         mask = np.asarray(mask, dtype=np.float32)
         if values.shape != mask.shape:

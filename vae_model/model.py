@@ -60,7 +60,9 @@ class VAE(_Steps, keras.Model):
     ) -> None:
         super().__init__(**kwargs)
         _check_backend()
-        self.layout = layout if isinstance(layout, FeatureLayout) else FeatureLayout.from_config(layout)
+        if not isinstance(layout, FeatureLayout):
+            layout = FeatureLayout.from_config(layout)
+        self.layout = layout
         self.latent_dim = _positive_int("latent_dim", latent_dim)
         self.hidden_units = tuple(_positive_int("hidden_units", u) for u in _as_seq(hidden_units))
         self.activation = _check_activation(activation)
@@ -187,8 +189,8 @@ class VAE(_Steps, keras.Model):
         """
         out = self.decode(ops.convert_to_tensor(z, "float32"))
         columns = [out["numeric_mu"]]
-        columns += [ops.expand_dims(ops.argmax(lg, axis=-1), -1) for lg in out["categorical_logits"]]
-        columns = [ops.cast(c, "float32") for c in columns]
+        for logits in out["categorical_logits"]:
+            columns.append(ops.cast(ops.expand_dims(ops.argmax(logits, axis=-1), -1), "float32"))
         return ops.convert_to_numpy(ops.concatenate(columns, axis=-1))
 
     # ------------------------------------------------------------------- scoring
@@ -372,7 +374,7 @@ def _non_negative_float(name: str, value: Any) -> float:
 
 
 def _as_seq(hidden_units: Any) -> Sequence[Any]:
-    if isinstance(hidden_units, (str, bytes)) or not isinstance(hidden_units, Sequence):
+    if isinstance(hidden_units, str | bytes) or not isinstance(hidden_units, Sequence):
         raise ValueError(
             f"hidden_units must be a sequence of positive ints. Received: "
             f"hidden_units={hidden_units!r}"

@@ -79,9 +79,7 @@ class JaxSteps:
 
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
         (_, (terms, non_trainable)), grads = grad_fn(trainable, non_trainable)
-        trainable, optimizer_vars = self.optimizer.stateless_apply(
-            optimizer_vars, grads, trainable
-        )
+        trainable, optimizer_vars = self.optimizer.stateless_apply(optimizer_vars, grads, trainable)
         logs, metrics_vars = _stateless_update_trackers(self, metrics_vars, terms, beta)
         return logs, (trainable, non_trainable, optimizer_vars, metrics_vars)
 
@@ -105,7 +103,7 @@ class JaxSteps:
 
 def _state_value(model: keras.Model, variable: keras.Variable, non_trainable: list) -> Any:
     """Returns the value that explicit JAX state holds for a non-trainable variable."""
-    for ref, value in zip(model.non_trainable_variables, non_trainable):
+    for ref, value in zip(model.non_trainable_variables, non_trainable, strict=True):
         if ref is variable:
             return value
     raise KeyError(f"{variable.path} is not a non-trainable variable of {model.name}")
@@ -113,7 +111,7 @@ def _state_value(model: keras.Model, variable: keras.Variable, non_trainable: li
 
 def _stateless_scale_loss(model: keras.Model, loss: Any, optimizer_vars: list) -> Any:
     """``optimizer.scale_loss`` with the loss-scale variable taken from explicit state."""
-    mapping = list(zip(model.optimizer.variables, optimizer_vars))
+    mapping = list(zip(model.optimizer.variables, optimizer_vars, strict=True))
     with keras.StatelessScope(state_mapping=mapping):
         return model.optimizer.scale_loss(loss)
 
@@ -127,10 +125,10 @@ def _stateless_update_trackers(
     ``update_trackers`` instead of hand-writing ``stateless_update_state`` calls.
     """
     refs = model.metrics_variables
-    with keras.StatelessScope(state_mapping=list(zip(refs, metrics_vars))) as scope:
+    with keras.StatelessScope(state_mapping=list(zip(refs, metrics_vars, strict=True))) as scope:
         logs = model.update_trackers(terms, beta)
     new_vars = []
-    for ref, old in zip(refs, metrics_vars):
+    for ref, old in zip(refs, metrics_vars, strict=True):
         new = scope.get_current_value(ref)
         new_vars.append(old if new is None else new)
     return logs, new_vars

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -189,12 +190,16 @@ def fit_vae(
 def _check_fit_args(val_data: Any, epochs: Any, learning_rate: Any, patience: Any) -> None:
     if val_data is None:
         raise ValueError("val_data is required: early stopping and checkpoints monitor val_loss")
-    if not isinstance(epochs, int) or epochs < 1:
+    if not _is_int(epochs) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer. Received: epochs={epochs!r}")
-    if not isinstance(learning_rate, (int, float)) or not learning_rate > 0:
+    if not isinstance(learning_rate, numbers.Real) or not learning_rate > 0:
         raise ValueError(f"learning_rate must be > 0. Received: learning_rate={learning_rate!r}")
-    if not isinstance(patience, int) or patience < 0:
-        raise ValueError(f"patience must be a non-negative integer. Received: patience={patience!r}")
+    if not _is_int(patience) or patience < 0:
+        raise ValueError(f"patience must be an integer >= 0. Received: patience={patience!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _is_tf_dataset(data: Any) -> bool:
@@ -204,7 +209,7 @@ def _is_tf_dataset(data: Any) -> bool:
 
 def _first_non_finite_epoch(history: keras.callbacks.History) -> int | None:
     """1-based epoch number of the first non-finite training loss, if any."""
-    for epoch, loss in zip(history.epoch, history.history.get("loss", [])):
+    for epoch, loss in zip(history.epoch, history.history.get("loss", []), strict=False):
         if not math.isfinite(float(loss)):
             return epoch + 1
     return None

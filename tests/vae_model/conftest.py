@@ -18,9 +18,7 @@ from vae_model import VAE, FeatureLayout, fit_vae, pack
 LAYOUT = FeatureLayout(numeric=("bytes", "duration"), categorical=(("proto", 4),))
 
 
-def make_records(
-    n: int, seed: int, shift: float = 0.0, missing_rate: float = 0.1
-) -> np.ndarray:
+def make_records(n: int, seed: int, shift: float = 0.0, missing_rate: float = 0.1) -> np.ndarray:
     """Packed synthetic records; ``shift`` moves both numeric features (in std units)."""
     rng = np.random.default_rng(seed)
     a = rng.normal(size=n)
@@ -82,9 +80,7 @@ def small_model() -> VAE:
 def trained(tmp_path_factory: pytest.TempPathFactory, x_val: np.ndarray) -> Trained:
     keras.utils.set_random_seed(0)
     x_train = make_records(400, seed=1)
-    model = VAE(
-        LAYOUT.to_config(), latent_dim=2, hidden_units=(32, 16), kl_warmup_epochs=3, seed=0
-    )
+    model = VAE(LAYOUT.to_config(), latent_dim=2, hidden_units=(32, 16), kl_warmup_epochs=3, seed=0)
     before = float(np.mean(to_numpy(model.score_terms(x_val))["score"]))
     lines: list[str] = []
     checkpoint_dir = tmp_path_factory.mktemp("vae_ckpt")

@@ -12,6 +12,7 @@ from vae_model import VAE, FeatureLayout, pack
 def to_numpy(terms):
     return {k: keras.ops.convert_to_numpy(v) for k, v in terms.items()}
 
+
 # Scores of the same record computed in batches of different sizes may differ in the
 # last float32 bits (matmul kernels block differently), never more.
 BATCH_TOL = {"rtol": 1e-5, "atol": 1e-5}

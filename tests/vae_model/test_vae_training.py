@@ -101,7 +101,13 @@ class _ArrayBatches(keras.utils.PyDataset):
 def test_streaming_inputs(layout, records, tmp_path, wrap):
     model = VAE(layout.to_config(), latent_dim=2, hidden_units=(8,), kl_warmup_epochs=2)
     history = fit_vae(
-        model, wrap(records(150, seed=11)), wrap(records(60, seed=12)), 2, 5e-3, 2, tmp_path,
+        model,
+        wrap(records(150, seed=11)),
+        wrap(records(60, seed=12)),
+        2,
+        5e-3,
+        2,
+        tmp_path,
         print_fn=None,
     )
     assert history.history["beta"] == pytest.approx([0.5, 1.0])
