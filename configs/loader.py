@@ -12,8 +12,9 @@ import json
 import re
 import types
 import typing
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 
@@ -31,9 +32,7 @@ def builtin_config_path(name: str) -> Path:
     return BUILTIN_DIR / f"{name}.yaml"
 
 
-def load_config(
-    paths: Iterable[str | Path] = (), overrides: Iterable[str] = ()
-) -> VaepipeConfig:
+def load_config(paths: Iterable[str | Path] = (), overrides: Iterable[str] = ()) -> VaepipeConfig:
     """Resolve defaults, YAML files and `section.key=value` overrides into a validated config."""
     tree: dict[str, Any] = {}
     for path in paths:
@@ -134,7 +133,7 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         return None if value is None else _coerce(name, value, args[0])
     if origin is tuple:
-        if not isinstance(value, (list, tuple)):
+        if not isinstance(value, list | tuple):
             raise ConfigError(f"{name} must be a list. Received: {value!r}")
         item = typing.get_args(hint)[0]
         return tuple(_coerce(f"{name}[{i}]", v, item) for i, v in enumerate(value))

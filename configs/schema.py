@@ -7,7 +7,6 @@ YAML files are applied on top of these defaults, then `--set section.key=value` 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 DATA_KINDS = ("tabular",)
 FORMATS = ("auto", "csv", "parquet", "tfrecord")
@@ -21,9 +20,9 @@ class DataConfig:
 
     kind: str = "tabular"
     format: str = "auto"
-    id_column: Optional[str] = None
+    id_column: str | None = None
     exclude_columns: tuple[str, ...] = ()
-    column_names: Optional[tuple[str, ...]] = None
+    column_names: tuple[str, ...] | None = None
     csv_has_header: bool = True
     csv_delimiter: str = ","
     categorical_columns: tuple[str, ...] = ()
@@ -52,7 +51,7 @@ class DataConfig:
 class SchemaConfig:
     """Statistics, schema inference and validation (TFDV)."""
 
-    schema_file: Optional[str] = None
+    schema_file: str | None = None
     on_anomaly: str = "warn"
     max_vocabulary: int = 1000
     int_categorical_max_values: int = 2
@@ -66,7 +65,9 @@ class SchemaConfig:
                 "schema.int_categorical_max_values must be >= 0. "
                 f"Received: {self.int_categorical_max_values}"
             )
-        _check_fraction("schema.validation_sample_rate", self.validation_sample_rate, allow_one=True)
+        _check_fraction(
+            "schema.validation_sample_rate", self.validation_sample_rate, allow_one=True
+        )
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,9 @@ class TrainConfig:
         _check_positive("train.batch_size", self.batch_size)
         _check_positive("train.shard_rows", self.shard_rows)
         if self.learning_rate <= 0:
-            raise ConfigError(f"train.learning_rate must be positive. Received: {self.learning_rate}")
+            raise ConfigError(
+                f"train.learning_rate must be positive. Received: {self.learning_rate}"
+            )
         _check_fraction("train.validation_fraction", self.validation_fraction)
         _check_fraction("train.calibration_fraction", self.calibration_fraction)
         if self.validation_fraction + self.calibration_fraction >= 0.9:

@@ -1,8 +1,8 @@
-"""Run a pipeline built by a function, on the runner the Beam arguments name, and report counters."""
+"""Run a pipeline built by a function on the runner Beam arguments name; report counters."""
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
@@ -14,7 +14,7 @@ NAMESPACE = "vaepipe"
 def run_pipeline(
     build: Callable[[beam.Pipeline], None],
     beam_args: Sequence[str] = (),
-    test_pipeline: Optional[beam.Pipeline] = None,
+    test_pipeline: beam.Pipeline | None = None,
 ) -> dict[str, int]:
     """Build onto a new pipeline (or `test_pipeline`), run it to the end, return our counters.
 

@@ -24,7 +24,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
@@ -75,7 +75,7 @@ class Calibration:
         return json.dumps(self.__dict__, indent=1)
 
     @classmethod
-    def from_json(cls, text: str) -> "Calibration":
+    def from_json(cls, text: str) -> Calibration:
         data = json.loads(text)
         data["feature_baseline"] = tuple(data["feature_baseline"])
         data["code_scale"] = tuple(data["code_scale"])
@@ -136,7 +136,9 @@ def load_bundle(directory: str, load_model: bool = True) -> Bundle:
     """Load and verify a bundle; raises BundleError naming what is wrong."""
     manifest = _verified_manifest(directory)
     calibration = Calibration.from_json(read_text(os.path.join(directory, CALIBRATION_FILE)))
-    scores = np.load(io.BytesIO(read_bytes(os.path.join(directory, SCORES_FILE))), allow_pickle=False)
+    scores = np.load(
+        io.BytesIO(read_bytes(os.path.join(directory, SCORES_FILE))), allow_pickle=False
+    )
     encoding = TabularEncoding.from_json(read_text(os.path.join(directory, ENCODING_FILE)))
     schema = text_format.Parse(read_text(os.path.join(directory, SCHEMA_FILE)), schema_pb2.Schema())
     _check_consistent(encoding, schema, calibration)
@@ -173,7 +175,9 @@ def _check_consistent(encoding: TabularEncoding, schema, calibration: Calibratio
     in_schema = {f.name for f in schema.feature}
     missing = [c for c in encoding.columns if c not in in_schema]
     if missing:
-        raise BundleError(f"bundle is inconsistent: encoded columns {missing} are not in its schema")
+        raise BundleError(
+            f"bundle is inconsistent: encoded columns {missing} are not in its schema"
+        )
     if len(calibration.feature_baseline) != len(encoding.columns):
         raise BundleError(
             "bundle is inconsistent: calibration has "
@@ -203,7 +207,7 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def check_columns(bundle: Bundle, columns: list[str], source: str, optional: Optional[set] = None):
+def check_columns(bundle: Bundle, columns: list[str], source: str, optional: set | None = None):
     """Refuse input that lacks a column the model was trained on (naming file and columns)."""
     missing = [c for c in bundle.encoding.columns if c not in columns]
     if missing:

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import warnings
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 # Quiet TensorFlow's C++ start-up chatter before anything imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -55,16 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="the scheduled job: validate, train if needed, score")
     _add_config(run)
     run.add_argument("--input", required=True, help="the batch to score (file pattern)")
-    run.add_argument("--train-input", help="data to train on when there is no model "
-                     "(default: --input)")
+    run.add_argument(
+        "--train-input", help="data to train on when there is no model " "(default: --input)"
+    )
     run.add_argument("--output", required=True, help="job root: model/ and scores/ go here")
     run.add_argument("--model", help="model bundle directory (default: OUTPUT/model)")
     run.add_argument("--retrain", action="store_true", help="train even if a model exists")
 
     demo = commands.add_parser("demo", help="train and score on a built-in synthetic table")
     _add_config(demo)
-    demo.add_argument("--output", default="vaepipe_output", help="demo directory "
-                      "(default: ./vaepipe_output)")
+    demo.add_argument(
+        "--output", default="vaepipe_output", help="demo directory " "(default: ./vaepipe_output)"
+    )
     demo.add_argument("--rows", type=int, default=20000, help="rows of synthetic data")
     return parser
 
@@ -72,11 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_config(sub: argparse.ArgumentParser, default_note: str = "") -> None:
     note = f" ({default_note})" if default_note else " (default: the built-in tabular config)"
     sub.add_argument("--config", action="append", default=[], help="YAML config file" + note)
-    sub.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                     help="override one config value; repeatable")
+    sub.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value; repeatable",
+    )
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
     _quiet_logs()

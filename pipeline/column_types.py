@@ -7,8 +7,8 @@ from the model bundle, and a value that does not fit its column's kind is a dead
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
 
 import apache_beam as beam
 import numpy as np
@@ -107,7 +107,7 @@ def decide_kinds(
 
 def apply_kinds(
     chunk: RecordChunk, kinds: Mapping[str, str], exclude: tuple[str, ...] = ()
-) -> tuple[Optional[RecordChunk], list[DeadLetter]]:
+) -> tuple[RecordChunk | None, list[DeadLetter]]:
     """Convert modelled columns to their kinds; rows with unusable numbers become dead letters.
 
     Returns a chunk whose frame holds the modelled columns (float64 for numeric, str or None for

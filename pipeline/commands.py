@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -28,9 +28,9 @@ def model_config(args: argparse.Namespace, model_dir: str) -> VaepipeConfig:
     """For a model's later runs: the config it was trained with, unless files are given."""
     if args.config:
         return load_config(args.config, args.set)
-    from configs.loader import from_dict, parse_override
     import yaml
 
+    from configs.loader import from_dict, parse_override
     from pipeline.io import read_text
 
     tree = yaml.safe_load(read_text(os.path.join(model_dir, CONFIG_FILE)))
@@ -127,5 +127,7 @@ def _demo_summary(scores_dir: str, out: str) -> None:
     )
     top = flags.sort_values("score", ascending=False).head(3)
     print(top[["record_id", "score", "p_value", "top_feature_1", "label"]].to_string(index=False))
-    print(f"\noutputs in {out}: model/ (bundle), scores/flags, scores/codes, scores/dead_letter, "
-          "decoded/ (records rebuilt from the codes)")
+    print(
+        f"\noutputs in {out}: model/ (bundle), scores/flags, scores/codes, scores/dead_letter, "
+        "decoded/ (records rebuilt from the codes)"
+    )

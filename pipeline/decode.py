@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -58,7 +58,9 @@ def decode(
 ) -> int:
     """Decode every code under `codes_dir` into Parquet records under `output_dir`."""
     bundle = load_bundle(model_dir, load_model=False)
-    pattern = os.path.join(codes_dir, "*.parquet") if not codes_dir.endswith(".parquet") else codes_dir
+    pattern = (
+        os.path.join(codes_dir, "*.parquet") if not codes_dir.endswith(".parquet") else codes_dir
+    )
     match_inputs(pattern)
     width = len(bundle.calibration.code_scale)
     schema = decoded_schema(bundle.encoding)

@@ -42,7 +42,7 @@ def synthetic_table(rows: int, anomaly_rate: float, seed: int) -> pd.DataFrame:
 def _inject(frame: pd.DataFrame, rows: np.ndarray, rng: np.random.Generator) -> None:
     """Break one relation per anomalous row: hot at low load, wrong price, dead power, ..."""
     kinds = rng.integers(0, 4, size=len(rows))
-    for row, kind in zip(rows, kinds):
+    for row, kind in zip(rows, kinds, strict=False):
         if kind == 0:
             frame.loc[row, "temperature"] += rng.choice([-1, 1]) * rng.uniform(15, 30)
         elif kind == 1:

@@ -11,8 +11,8 @@ bucket for everything else. Missing values are masked, never imputed as if obser
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -110,7 +110,7 @@ class TabularEncoding:
         return json.dumps(asdict(self), indent=1)
 
     @classmethod
-    def from_json(cls, text: str) -> "TabularEncoding":
+    def from_json(cls, text: str) -> TabularEncoding:
         data = json.loads(text)
         return cls(
             numeric=tuple(NumericSpec(**s) for s in data["numeric"]),

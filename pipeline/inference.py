@@ -7,8 +7,9 @@ until the failing records are isolated: they become dead letters, the rest is sc
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
@@ -30,7 +31,9 @@ def score_batches(model: Any, inputs: np.ndarray, batch_size: int) -> dict[str, 
         batch = inputs[start : start + batch_size]
         n = len(batch)
         if n < batch_size:
-            batch = np.concatenate([batch, np.zeros((batch_size - n,) + batch.shape[1:], batch.dtype)])
+            batch = np.concatenate(
+                [batch, np.zeros((batch_size - n,) + batch.shape[1:], batch.dtype)]
+            )
         result = model.predict_on_batch(batch)
         for key in OUTPUT_KEYS:
             outs[key].append(np.asarray(result[key])[:n])
@@ -63,7 +66,7 @@ class BundleModelHandler(ModelHandler[EncodedChunk, ScoredChunk, Any]):
         return bundle
 
     def run_inference(
-        self, batch: Sequence[EncodedChunk], model, inference_args: Optional[dict] = None
+        self, batch: Sequence[EncodedChunk], model, inference_args: dict | None = None
     ) -> Iterable[ScoredChunk]:
         return [score_chunk(model.model, chunk, self._batch_size) for chunk in batch]
 
@@ -96,10 +99,14 @@ def _score_isolating(model, chunk: EncodedChunk, rows: np.ndarray, batch_size: i
             message = f"model failed on this record: {type(err).__name__}: {err}"
             return rows[:0], _empty_terms(), [_dead(chunk, rows[0], MODEL_ERROR, message)]
     half = len(rows) // 2
-    parts = [_score_isolating(model, chunk, part, batch_size) for part in (rows[:half], rows[half:])]
+    parts = [
+        _score_isolating(model, chunk, part, batch_size) for part in (rows[:half], rows[half:])
+    ]
     ok = np.concatenate([p[0] for p in parts])
-    terms = {k: np.concatenate([p[1][k] for p in parts if len(p[0])] or [_empty_terms()[k]])
-             for k in OUTPUT_KEYS}
+    terms = {
+        k: np.concatenate([p[1][k] for p in parts if len(p[0])] or [_empty_terms()[k]])
+        for k in OUTPUT_KEYS
+    }
     return ok, terms, parts[0][2] + parts[1][2]
 
 

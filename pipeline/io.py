@@ -11,7 +11,7 @@ import itertools
 import json
 import logging
 import os
-from typing import Iterable, Iterator, Optional
+from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 import pyarrow as pa
@@ -113,7 +113,7 @@ class _ReadFileDoFn(beam.DoFn):
                 DEAD, DeadLetter(path, path, "read", UNREADABLE_FILE, str(err), "")
             )
 
-    def _chunks(self, path: str) -> Iterator[tuple[Optional[RecordChunk], list[DeadLetter]]]:
+    def _chunks(self, path: str) -> Iterator[tuple[RecordChunk | None, list[DeadLetter]]]:
         fmt = input_format(path, self._config)
         if fmt == "csv":
             return _csv_chunks(path, self._config)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
-from typing import Iterable, Optional, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -43,9 +43,9 @@ def parse_header(line: bytes, source: str, delimiter: str) -> list[str]:
 
 def parse_csv_lines(
     lines: Sequence[tuple[int, bytes]], columns: Sequence[str], source: str, config: DataConfig
-) -> tuple[Optional[RecordChunk], list[DeadLetter]]:
+) -> tuple[RecordChunk | None, list[DeadLetter]]:
     """Parse numbered CSV lines (1-based line numbers) into a chunk plus dead letters."""
-    rows: list[list[Optional[str]]] = []
+    rows: list[list[str | None]] = []
     raws: list[str] = []
     numbers: list[int] = []
     dead: list[DeadLetter] = []
@@ -66,7 +66,7 @@ def parse_csv_lines(
 
 def parse_arrow_batch(
     batch: pa.RecordBatch, first_row: int, source: str, config: DataConfig
-) -> tuple[Optional[RecordChunk], list[DeadLetter]]:
+) -> tuple[RecordChunk | None, list[DeadLetter]]:
     """A chunk from an Arrow batch (Parquet); raw inputs are the rows as JSON."""
     # integer_object_nulls: a nullable int column stays int (id 7, not 7.0), None where null.
     frame = batch.to_pandas(integer_object_nulls=True)
@@ -80,7 +80,7 @@ def parse_arrow_batch(
 
 def parse_examples(
     records: Iterable[tuple[int, bytes]], source: str, config: DataConfig
-) -> tuple[Optional[RecordChunk], list[DeadLetter]]:
+) -> tuple[RecordChunk | None, list[DeadLetter]]:
     """A chunk from serialized tf.Example records (one value per feature is kept)."""
     from tensorflow.core.example import example_pb2  # heavy import, only for TFRecord inputs
 
@@ -113,7 +113,7 @@ def _first_value(feature) -> object:
 
 def _split_line(
     line: bytes, width: int, delimiter: str
-) -> tuple[Optional[list[Optional[str]]], str, Optional[tuple[str, str]]]:
+) -> tuple[list[str | None] | None, str, tuple[str, str] | None]:
     """Fields of one line (None for a blank line), its text, and (reason, message) if bad."""
     try:
         text = line.decode("utf-8").rstrip("\r\n")
@@ -138,7 +138,7 @@ def _with_ids(
     source: str,
     config: DataConfig,
     dead: list[DeadLetter],
-) -> tuple[Optional[RecordChunk], list[DeadLetter]]:
+) -> tuple[RecordChunk | None, list[DeadLetter]]:
     """Attach record ids: the id column's value, or `<source>:<row>` when there is none."""
     if config.id_column is None:
         ids = [f"{source}:{n}" for n in numbers]
@@ -151,7 +151,7 @@ def _with_ids(
         message = f"record has no value in id column {config.id_column!r}"
         dead.append(_dead(f"{source}:{numbers[i]}", source, MISSING_ID, message, raws[i]))
     ids = [str(v) for v in values[present]]
-    kept = [r for r, ok in zip(raws, present) if ok]
+    kept = [r for r, ok in zip(raws, present, strict=False) if ok]
     frame = frame[present].drop(columns=[config.id_column]).reset_index(drop=True)
     return (RecordChunk(source, ids, kept, frame) if ids else None), dead
 

@@ -8,7 +8,7 @@ record. The top features by contribution are what "drove" a score.
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -60,7 +60,7 @@ def flags_table(
         else:  # the model has fewer features than scoring.top_features: null slots
             columns[f"top_feature_{k + 1}"] = [None] * len(record_ids)
             columns[f"top_contribution_{k + 1}"] = [None] * len(record_ids)
-    for name in schema.names[len(columns):]:
+    for name in schema.names[len(columns) :]:
         column = passthrough[name] if name in passthrough.columns else [None] * len(record_ids)
         columns[name] = [None if v is None else str(v) for v in column]
     return pa.Table.from_pydict(columns, schema=schema)
@@ -86,19 +86,29 @@ def quantize(z: np.ndarray, scale: np.ndarray, dtype: str) -> np.ndarray:
 def dequantize(code: np.ndarray, scale: np.ndarray, dtype: str) -> np.ndarray:
     if dtype == "int8":
         return code.astype(np.float32) * scale.astype(np.float32)
+    code = np.asarray(code)
+    if dtype == "float16" and code.dtype == np.uint16:  # as stored in Parquet (see codes_schema)
+        code = code.view(np.float16)
     return code.astype(np.float32)
 
 
 def codes_schema(latent_dim: int, dtype: str, scale: Sequence[float]) -> pa.Schema:
-    """Codes: record_id + a fixed-size list; the metadata carries what dequantises them."""
-    value_type = {"int8": pa.int8(), "float16": pa.float16(), "float32": pa.float32()}[dtype]
+    """Codes: record_id + a fixed-size list; the metadata carries what dequantises them.
+
+    Parquet (pyarrow < 15) cannot store half floats, so float16 codes are stored as their
+    uint16 bit patterns; `dequantize` reads them back.
+    """
+    value_type = {"int8": pa.int8(), "float16": pa.uint16(), "float32": pa.float32()}[dtype]
     meta = json.dumps({"dtype": dtype, "scale": list(scale), "latent_dim": latent_dim})
     schema = pa.schema([("record_id", pa.string()), ("code", pa.list_(value_type, latent_dim))])
     return schema.with_metadata({CODE_METADATA_KEY: meta.encode()})
 
 
 def codes_table(record_ids: list[str], code: np.ndarray, schema: pa.Schema) -> pa.Table:
-    flat = pa.array(code.reshape(-1), type=schema.field("code").type.value_type)
+    flat = code.reshape(-1)
+    if flat.dtype == np.float16:
+        flat = flat.view(np.uint16)
+    flat = pa.array(flat, type=schema.field("code").type.value_type)
     lists = pa.FixedSizeListArray.from_arrays(flat, code.shape[1])
     return pa.Table.from_arrays([pa.array(record_ids, pa.string()), lists], schema=schema)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Optional
 
 import apache_beam as beam
 import numpy as np
@@ -74,7 +74,7 @@ def build_prepare_pipeline(
     input_pattern: str,
     config: VaepipeConfig,
     paths: PreparedPaths,
-    curated_schema: Optional[schema_pb2.Schema] = None,
+    curated_schema: schema_pb2.Schema | None = None,
 ) -> None:
     """Wire the training data job onto `root` (reads `input_pattern`, writes under `paths`)."""
     read = root | "ReadRecords" >> ReadRecords(input_pattern, config.data)
@@ -93,7 +93,10 @@ def build_prepare_pipeline(
     options = stats_options(config.schema.max_vocabulary, schema=curated_schema)
     stats = typed.typed | "ComputeStatistics" >> ComputeStatistics(kinds_view, options)
     encoding = stats | "DeriveEncoding" >> beam.Map(
-        _derive_encoding, kinds_view, beam.pvalue.AsSingleton(profiles), config.schema.max_vocabulary
+        _derive_encoding,
+        kinds_view,
+        beam.pvalue.AsSingleton(profiles),
+        config.schema.max_vocabulary,
     )
     _write_artifacts(stats, encoding, kinds_view, curated_schema, paths)
 
@@ -103,15 +106,16 @@ def build_prepare_pipeline(
     for split in SPLITS:
         _ = (
             encoded
-            | f"Select{split.title()}"
-            >> beam.FlatMap(_rows_of_split, split, config.train)
+            | f"Select{split.title()}" >> beam.FlatMap(_rows_of_split, split, config.train)
             | f"Write{split.title()}Shards"
             >> beam.io.WriteToTFRecord(
                 os.path.join(paths.shards(split), "part"), file_name_suffix=".tfrecord"
             )
         )
-    _ = (read[DEAD], typed[DEAD]) | "AllDeadLetters" >> beam.Flatten() | (
-        "WriteDeadLetters" >> WriteDeadLetters(paths.dead_letter)
+    _ = (
+        (read[DEAD], typed[DEAD])
+        | "AllDeadLetters" >> beam.Flatten()
+        | ("WriteDeadLetters" >> WriteDeadLetters(paths.dead_letter))
     )
 
 
@@ -175,12 +179,16 @@ def _rows_of_split(chunk: EncodedChunk, split: str, train_config) -> Iterator[by
     """The chunk's rows that fall in `split`, as one serialized float32 block (or nothing)."""
     keep = np.array(
         [
-            split_of(rid, train_config.validation_fraction, train_config.calibration_fraction,
-                     train_config.seed) == split
+            split_of(
+                rid,
+                train_config.validation_fraction,
+                train_config.calibration_fraction,
+                train_config.seed,
+            )
+            == split
             for rid in chunk.record_ids
         ],
         dtype=bool,
     )
     if keep.any():
         yield np.ascontiguousarray(chunk.inputs[keep], dtype=np.float32).tobytes()
-

@@ -8,7 +8,6 @@ record, so every stage after parsing is vectorised. A record that cannot go on b
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -37,7 +36,7 @@ class DeadLetter:
     reason: str
     message: str
     raw: str
-    field: Optional[str] = None
+    field: str | None = None
 
     def as_row(self) -> dict:
         return {name: getattr(self, name) for name in DEAD_LETTER_COLUMNS}
@@ -62,7 +61,7 @@ class RecordChunk:
     def __len__(self) -> int:
         return len(self.record_ids)
 
-    def take(self, rows: np.ndarray) -> "RecordChunk":
+    def take(self, rows: np.ndarray) -> RecordChunk:
         """The chunk restricted to the boolean or integer row selection `rows`."""
         index = np.flatnonzero(rows) if rows.dtype == bool else rows
         return RecordChunk(
@@ -73,7 +72,7 @@ class RecordChunk:
         )
 
     def dead_letters(
-        self, rows: np.ndarray, stage: str, reason: str, message: str, field: Optional[str] = None
+        self, rows: np.ndarray, stage: str, reason: str, message: str, field: str | None = None
     ) -> list[DeadLetter]:
         """Dead letters for the integer row positions `rows`, all with the same reason."""
         return [

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -91,7 +91,8 @@ def _validate_branch(typed, bundle: Bundle, config: VaepipeConfig, out_dir: str)
     _ = (
         stats
         | "ValidateAgainstSchema" >> beam.Map(_validation_report, bundle.schema)
-        | "WriteValidationReport" >> beam.Map(_write_report, os.path.join(out_dir, VALIDATION_REPORT))
+        | "WriteValidationReport"
+        >> beam.Map(_write_report, os.path.join(out_dir, VALIDATION_REPORT))
     )
     return stats
 
@@ -105,8 +106,10 @@ def build_validate_pipeline(
     _ = stats | "WriteStatistics" >> beam.Map(
         lambda st: write_bytes(os.path.join(out_dir, "statistics.pb"), st.SerializeToString())
     )
-    _ = tuple(dead) | "AllDeadLetters" >> beam.Flatten() | (
-        "WriteDeadLetters" >> WriteDeadLetters(os.path.join(out_dir, DEAD_LETTER))
+    _ = (
+        tuple(dead)
+        | "AllDeadLetters" >> beam.Flatten()
+        | ("WriteDeadLetters" >> WriteDeadLetters(os.path.join(out_dir, DEAD_LETTER)))
     )
 
 
@@ -122,7 +125,9 @@ def build_score_pipeline(
         | "Encode" >> beam.Map(_encode, bundle.encoding, exclude)
         | "RunInference"
         >> RunInference(
-            BundleModelHandler(bundle.directory, config.scoring.batch_size, config.scoring.mc_samples)
+            BundleModelHandler(
+                bundle.directory, config.scoring.batch_size, config.scoring.mc_samples
+            )
         )
     )
     scoring = config.scoring
@@ -135,8 +140,10 @@ def build_score_pipeline(
     outputs = scored | "ToOutputs" >> beam.ParDo(to_outputs).with_outputs(DEAD, CODES, main=FLAGS)
     _ = outputs[FLAGS] | "WriteFlags" >> WriteTables(os.path.join(staging, FLAGS), flags_schema)
     _ = outputs[CODES] | "WriteCodes" >> WriteTables(os.path.join(staging, CODES), codes_schema)
-    _ = (*dead, outputs[DEAD]) | "AllDeadLetters" >> beam.Flatten() | (
-        "WriteDeadLetters" >> WriteDeadLetters(os.path.join(staging, DEAD_LETTER))
+    _ = (
+        (*dead, outputs[DEAD])
+        | "AllDeadLetters" >> beam.Flatten()
+        | ("WriteDeadLetters" >> WriteDeadLetters(os.path.join(staging, DEAD_LETTER)))
     )
 
 
@@ -158,7 +165,11 @@ class _ApplyKindsDoFn(beam.DoFn):
 def _encode(chunk: RecordChunk, encoding, exclude: tuple) -> EncodedChunk:
     present = [c for c in exclude if c in chunk.frame.columns]
     return EncodedChunk(
-        chunk.source, chunk.record_ids, chunk.raw, encoding.encode(chunk.frame), chunk.frame[present]
+        chunk.source,
+        chunk.record_ids,
+        chunk.raw,
+        encoding.encode(chunk.frame),
+        chunk.frame[present],
     )
 
 
@@ -189,8 +200,15 @@ class _ToOutputsDoFn(beam.DoFn):
         below = np.searchsorted(self._scores, terms["score"], side="left")
         p_values = (len(self._scores) - below) / len(self._scores)
         flags = postprocess.flags_table(
-            chunk.record_ids, terms, p_values, self._threshold, self._baseline, self._names,
-            chunk.passthrough, self._flags_schema, self._scoring.top_features,
+            chunk.record_ids,
+            terms,
+            p_values,
+            self._threshold,
+            self._baseline,
+            self._names,
+            chunk.passthrough,
+            self._flags_schema,
+            self._scoring.top_features,
         )
         self._scored.inc(len(chunk))
         self._flagged.inc(int(np.sum(terms["score"] > self._threshold)))
@@ -274,7 +292,9 @@ def publish(staging: str, output_dir: str, names: Sequence[str]) -> None:
 def _echo_summary(result: ScoreResult, echo: Callable[[str], None]) -> None:
     for line in result.anomalies:
         echo(f"WARNING schema anomaly: {line}")
-    balance = "OK" if result.rows_read == result.rows_scored + result.rows_dead_lettered else "MISMATCH"
+    balance = (
+        "OK" if result.rows_read == result.rows_scored + result.rows_dead_lettered else "MISMATCH"
+    )
     echo(
         f"rows read {result.rows_read} = scored {result.rows_scored} + dead-lettered "
         f"{result.rows_dead_lettered} [{balance}]; flagged {result.rows_flagged}"

@@ -8,7 +8,7 @@ every scoring batch.
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 import apache_beam as beam
 import numpy as np
@@ -24,7 +24,7 @@ QUANTILE_BUCKETS = 20
 
 
 def stats_options(
-    max_vocabulary: int, schema: Optional[schema_pb2.Schema] = None, sample_rate: float = 1.0
+    max_vocabulary: int, schema: schema_pb2.Schema | None = None, sample_rate: float = 1.0
 ) -> tfdv.StatsOptions:
     """TFDV options shared by training and scoring (sampling only thins scoring's validation)."""
     return tfdv.StatsOptions(
@@ -60,14 +60,14 @@ def to_record_batch(chunk: RecordChunk, kinds: Mapping[str, str]) -> pa.RecordBa
     return pa.RecordBatch.from_arrays(arrays, names)
 
 
-def _as_int(value: Optional[str]) -> Optional[int]:
+def _as_int(value: str | None) -> int | None:
     try:
         return None if value is None else int(value)
     except ValueError:
         return None
 
 
-def categorical_int_schema(kinds: Mapping[str, str]) -> Optional[schema_pb2.Schema]:
+def categorical_int_schema(kinds: Mapping[str, str]) -> schema_pb2.Schema | None:
     """A partial schema that makes TFDV compute top values for integer categories."""
     names = [name for name, kind in kinds.items() if kind == INT_CATEGORICAL]
     if not names:
@@ -154,7 +154,7 @@ def feature_stats(
     return {f.path.step[0]: f for f in stats.datasets[0].features}
 
 
-def quantile(num_stats: statistics_pb2.NumericStatistics, q: float) -> Optional[float]:
+def quantile(num_stats: statistics_pb2.NumericStatistics, q: float) -> float | None:
     """Quantile `q` read off TFDV's equal-count histogram (None if TFDV computed none)."""
     for hist in num_stats.histograms:
         if hist.type == statistics_pb2.Histogram.QUANTILES and hist.buckets:

@@ -1,4 +1,4 @@
-"""The training job: prepare data (Beam), fit the VAE on streamed shards, calibrate, save the bundle."""
+"""The training job: prepare data (Beam), fit the VAE on streamed shards, calibrate, bundle."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
@@ -60,8 +60,10 @@ def train(
     )
     encoding = TabularEncoding.from_json(read_text(paths.encoding))
     rows = _split_rows(paths, encoding.layout().input_dim)
-    echo(f"      rows read {metrics.get('rows_read', '?')}, dead-lettered "
-         f"{metrics.get('rows_dead_lettered', 0)}; split {rows}")
+    echo(
+        f"      rows read {metrics.get('rows_read', '?')}, dead-lettered "
+        f"{metrics.get('rows_dead_lettered', 0)}; split {rows}"
+    )
     if rows["train"] == 0 or rows["calibration"] == 0:
         raise ValueError(
             f"not enough rows to train: {rows} (need rows in train and calibration splits)"
@@ -88,18 +90,20 @@ def train(
     _write_bundle(model, model_dir, parts, config.data.kind, local)
     FileSystems.delete([paths.root])
     shutil.rmtree(local, ignore_errors=True)
-    echo(f"done: model bundle in {model_dir} (threshold {calibration.threshold:.3f} nats, "
-         f"target FPR {calibration.target_fpr})")
+    echo(
+        f"done: model bundle in {model_dir} (threshold {calibration.threshold:.3f} nats, "
+        f"target FPR {calibration.target_fpr})"
+    )
     return TrainResult(model_dir, history, rows, calibration.threshold)
 
 
-def _curated_schema(config: VaepipeConfig) -> Optional[schema_pb2.Schema]:
+def _curated_schema(config: VaepipeConfig) -> schema_pb2.Schema | None:
     if config.schema.schema_file is None:
         return None
     return text_format.Parse(read_text(config.schema.schema_file), schema_pb2.Schema())
 
 
-def shard_dataset(pattern: str, input_dim: int, batch_size: int, shuffle_seed: Optional[int]):
+def shard_dataset(pattern: str, input_dim: int, batch_size: int, shuffle_seed: int | None):
     """Stream encoded shards as batches (tf.data: bounded memory, works on every backend)."""
     import tensorflow as tf
 
@@ -153,8 +157,9 @@ def _fit(paths: PreparedPaths, encoding: TabularEncoding, config: VaepipeConfig,
         seed=config.train.seed,
     )
     dim = encoding.layout().input_dim
-    train_ds = shard_dataset(_shard_pattern(paths, "train"), dim, config.train.batch_size,
-                             config.train.seed)
+    train_ds = shard_dataset(
+        _shard_pattern(paths, "train"), dim, config.train.batch_size, config.train.seed
+    )
     val_ds = shard_dataset(_shard_pattern(paths, "validation"), dim, config.train.batch_size, None)
     history = fit_vae(
         model,
