@@ -45,11 +45,14 @@ def split(frame: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     return normal.iloc[order[:cut]], test
 
 
-def run_vaepipe(train: pd.DataFrame, test: pd.DataFrame, work: Path, seed: int) -> tuple:
+def run_vaepipe(
+    train: pd.DataFrame, test: pd.DataFrame, work: Path, seed: int, overrides: list[str]
+) -> tuple:
     train.to_csv(work / "train.csv", index=False)
     test.to_csv(work / "test.csv", index=False)
     common = ["--set", "data.id_column=id", "--set", "data.exclude_columns=[label, difficulty]",
               "--set", f"train.seed={seed}"]  # fmt: skip
+    common += [arg for item in overrides for arg in ("--set", item)]
     cli = [sys.executable, "-m", "pipeline.cli"]
     started = time.time()
     _run(cli + ["train", "--config", str(ROOT / "configs" / "tabular.yaml"), "--input",
@@ -95,6 +98,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--set", action="append", default=[], help="vaepipe config override")
     args = parser.parse_args()
     if not (args.data / "KDDTrain+_20Percent.txt").exists():
         sys.exit(f"NSL-KDD not found in {args.data}: pass --data")
@@ -104,7 +108,7 @@ def main() -> None:
         train, test = split(frame, seed)
         labels = (test.label != "normal").to_numpy().astype(int)
         with tempfile.TemporaryDirectory(prefix="vaepipe-nsl-") as work:
-            scores, flagged, seconds = run_vaepipe(train, test, Path(work), seed)
+            scores, flagged, seconds = run_vaepipe(train, test, Path(work), seed, args.set)
         normal_flag_rate = flagged[labels == 0].mean()
         rows.append(_row("vaepipe", seed, labels, scores, normal_flag_rate, seconds))
         for name, peer_scores in run_peers(train, test, seed).items():

@@ -31,7 +31,7 @@ from apache_beam.io.filesystems import FileSystems
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from pipeline.encoding import TabularEncoding
+from pipeline.encoding import TabularEncoding, load_encoding
 from pipeline.io import read_bytes, read_text, write_bytes, write_text
 
 FORMAT_VERSION = 1
@@ -139,7 +139,9 @@ def load_bundle(directory: str, load_model: bool = True) -> Bundle:
     scores = np.load(
         io.BytesIO(read_bytes(os.path.join(directory, SCORES_FILE))), allow_pickle=False
     )
-    encoding = TabularEncoding.from_json(read_text(os.path.join(directory, ENCODING_FILE)))
+    encoding = load_encoding(
+        manifest["data_kind"], read_text(os.path.join(directory, ENCODING_FILE))
+    )
     schema = text_format.Parse(read_text(os.path.join(directory, SCHEMA_FILE)), schema_pb2.Schema())
     _check_consistent(encoding, schema, calibration)
     model = _load_model(os.path.join(directory, MODEL_FILE)) if load_model else None

@@ -121,6 +121,19 @@ class TabularEncoding:
         )
 
 
+# Data kinds: each maps records of its kind to the packed model input and back. The model,
+# bundle, scoring and decoding only use this interface, so a new kind (images) is one more
+# encoding class and reader, chosen by `data.kind`, not a fork of the pipeline.
+ENCODINGS: dict[str, type] = {"tabular": TabularEncoding}
+
+
+def load_encoding(kind: str, text: str) -> TabularEncoding:
+    """The encoding of data kind `kind` from its JSON form (as stored in a bundle)."""
+    if kind not in ENCODINGS:
+        raise ValueError(f"unknown data kind {kind!r}; known kinds: {sorted(ENCODINGS)}")
+    return ENCODINGS[kind].from_json(text)
+
+
 def _typed(value: str, integer: bool) -> object:
     return int(value) if integer else value
 

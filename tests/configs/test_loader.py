@@ -18,13 +18,15 @@ from configs.loader import (
     to_dict,
 )
 from configs.schema import (
-    DataConfig,
     ConfigError,
+    DataConfig,
     ModelConfig,
     VaepipeConfig,
 )
 
-SECTIONS = {f.name: typing.get_type_hints(VaepipeConfig)[f.name] for f in dataclasses.fields(VaepipeConfig)}
+SECTIONS = {
+    f.name: typing.get_type_hints(VaepipeConfig)[f.name] for f in dataclasses.fields(VaepipeConfig)
+}
 
 
 def write(tmp_path, name: str, text: str):
@@ -140,12 +142,24 @@ def test_section_that_is_not_a_mapping_is_named():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("model.latent_dim=eight", r"model\.latent_dim must be of type int\. Received: 'eight' \(str\)"),
-        ("model.latent_dim=8.5", r"model\.latent_dim must be of type int\. Received: 8\.5 \(float\)"),
-        ("model.latent_dim=true", r"model\.latent_dim must be of type int\. Received: True \(bool\)"),
+        (
+            "model.latent_dim=eight",
+            r"model\.latent_dim must be of type int\. Received: 'eight' \(str\)",
+        ),
+        (
+            "model.latent_dim=8.5",
+            r"model\.latent_dim must be of type int\. Received: 8\.5 \(float\)",
+        ),
+        (
+            "model.latent_dim=true",
+            r"model\.latent_dim must be of type int\. Received: True \(bool\)",
+        ),
         ("model.beta=abc", r"model\.beta must be of type float\. Received: 'abc' \(str\)"),
         ("model.beta=true", r"model\.beta must be of type float\. Received: True \(bool\)"),
-        ("data.csv_has_header=1", r"data\.csv_has_header must be of type bool\. Received: 1 \(int\)"),
+        (
+            "data.csv_has_header=1",
+            r"data\.csv_has_header must be of type bool\. Received: 1 \(int\)",
+        ),
         ("data.id_column=[a]", r"data\.id_column must be of type str\. Received: \['a'\] \(list\)"),
         ("model.hidden_units=64", r"model\.hidden_units must be a list\. Received: 64"),
         ("model.hidden_units=[64, x]", r"model\.hidden_units\[1\] must be of type int"),
@@ -330,7 +344,7 @@ class _DataWithSecrets(DataConfig):
 
     gcs_api_key: str = "k-123"
     db_password: str = "hunter2"
-    access_token: typing.Optional[str] = None
+    access_token: str | None = None
     client_secret: str = ""
 
 
@@ -367,5 +381,7 @@ def test_yaml_cannot_construct_python_objects(tmp_path):
 def test_python_object_tag_rejected_in_set(tmp_path):
     marker = tmp_path / "pwned"
     with pytest.raises(ConfigError, match="not valid YAML"):
-        load_config(overrides=[f"model.activation=!!python/object/apply:os.system ['touch {marker}']"])
+        load_config(
+            overrides=[f"model.activation=!!python/object/apply:os.system ['touch {marker}']"]
+        )
     assert not marker.exists()

@@ -24,7 +24,9 @@ from pipeline.statistics import ComputeStatistics, categorical_int_schema, stats
 
 def make_chunk(columns: dict, source: str = "src.csv", ids=None, raw=None) -> RecordChunk:
     """A RecordChunk from column lists; ids default to `<source>:<n>` and raw to `raw<n>`."""
-    frame = pd.DataFrame({name: pd.Series(values, dtype=object) for name, values in columns.items()})
+    frame = pd.DataFrame(
+        {name: pd.Series(values, dtype=object) for name, values in columns.items()}
+    )
     n = len(frame)
     ids = list(ids) if ids is not None else [f"{source}:{i + 1}" for i in range(n)]
     raw = list(raw) if raw is not None else [f"raw{i + 1}" for i in range(n)]

@@ -60,9 +60,7 @@ def test_profile_columns_combines_across_chunks_in_beam(chunk_of):
             | beam.CombineGlobally(ProfileColumns(2))
             | beam.FlatMap(_kinds_of_profiles)
         )
-        assert_that(
-            kinds, equal_to([{"a": NUMERIC, "b": CATEGORICAL, "c": INT_CATEGORICAL}])
-        )
+        assert_that(kinds, equal_to([{"a": NUMERIC, "b": CATEGORICAL, "c": INT_CATEGORICAL}]))
 
 
 def test_merge_accumulators_adds_counts_and_caps_distinct(chunk_of):

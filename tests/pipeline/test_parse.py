@@ -78,9 +78,16 @@ def test_wrong_column_count_is_a_dead_letter_with_the_raw_line():
     )
     assert chunk.record_ids == [f"{SOURCE}:2"]
     assert dead == [
-        DeadLetter(f"{SOURCE}:3", SOURCE, "parse", COLUMN_COUNT, "expected 3 fields, found 2", "2,3"),
         DeadLetter(
-            f"{SOURCE}:4", SOURCE, "parse", COLUMN_COUNT, "expected 3 fields, found 4", "3,4,c,extra"
+            f"{SOURCE}:3", SOURCE, "parse", COLUMN_COUNT, "expected 3 fields, found 2", "2,3"
+        ),
+        DeadLetter(
+            f"{SOURCE}:4",
+            SOURCE,
+            "parse",
+            COLUMN_COUNT,
+            "expected 3 fields, found 4",
+            "3,4,c,extra",
         ),
     ]
 
