@@ -87,7 +87,10 @@ def typed_training_frame(seed: int = 7) -> pd.DataFrame:
 
 
 def _write_proto(stats, path: str) -> None:
-    Path(path).write_bytes(stats.SerializeToString())
+    # Builtins only: Beam pickles this function, and under the full suite another conftest
+    # module shares the name `conftest`, so this module's globals may not travel with it.
+    with open(path, "wb") as handle:
+        handle.write(stats.SerializeToString())
 
 
 def _read_stats(path: Path) -> statistics_pb2.DatasetFeatureStatisticsList:
