@@ -1,0 +1,74 @@
+"""The scheduled `run` job, `validate`, curated schemas and incomplete bundles, via the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+
+from pipeline.cli import EXIT_BAD_INPUT, EXIT_VALIDATION, main
+from pipeline.encoding import TabularEncoding
+from tests.conftest import TRAIN_SETTINGS
+
+QUICK = [a if a != "train.epochs=30" else "train.epochs=2" for a in TRAIN_SETTINGS]
+
+
+def test_run_uses_an_existing_model_and_writes_scores(model_dir, data_dir, tmp_path, capsys):
+    code = main(["run", "--input", str(data_dir / "normal.csv"), "--output", str(tmp_path),
+                 "--model", str(model_dir)])  # fmt: skip
+    assert code == 0
+    assert "using the model bundle" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "scores" / "summary.json").read_text())
+    assert summary["rows_read"] == summary["rows_scored"] == 2000
+
+
+def test_run_trains_when_there_is_no_model(data_dir, tmp_path, capsys):
+    args = ["run", "--input", str(data_dir / "mixed.csv"), "--train-input",
+            str(data_dir / "normal.csv"), "--output", str(tmp_path)] + QUICK  # fmt: skip
+    assert main(args) == 0
+    assert "no model bundle yet: training" in capsys.readouterr().out
+    assert (tmp_path / "model" / "manifest.json").exists()
+    assert len(pd.read_parquet(tmp_path / "scores" / "flags")) == 1000
+
+
+def test_validate_reports_schema_anomalies_and_fails_by_config(model_dir, data_dir, tmp_path):
+    frame = pd.read_csv(data_dir / "normal.csv").head(300)
+    assert main(["validate", "--model", str(model_dir), "--input",
+                 str(data_dir / "normal.csv")]) == 0  # fmt: skip
+    frame["tier"] = "platinum"
+    frame.to_csv(tmp_path / "drift.csv", index=False)
+    report_dir = tmp_path / "report"
+    args = ["validate", "--model", str(model_dir), "--input", str(tmp_path / "drift.csv"),
+            "--output", str(report_dir)]  # fmt: skip
+    assert main(args) == 0  # on_anomaly: warn (the default) reports but does not fail
+    assert "tier" in (report_dir / "validation_report.txt").read_text()
+    assert (report_dir / "statistics.pb").exists()
+    assert main(args + ["--set", "schema.on_anomaly=fail"]) == EXIT_VALIDATION
+
+
+def test_training_with_a_curated_schema_keeps_its_column_kinds(model_dir, data_dir, tmp_path):
+    schema = tmp_path / "schema.pbtxt"
+    text = (model_dir / "schema.pbtxt").read_text()
+    schema.write_text(text)
+    out = tmp_path / "model"
+    args = ["train", "--input", str(data_dir / "normal.csv"), "--output", str(out),
+            "--set", f"schema.schema_file={schema}"] + QUICK  # fmt: skip
+    assert main(args) == 0
+    curated = TabularEncoding.from_json((out / "encoding.json").read_text())
+    inferred = TabularEncoding.from_json((model_dir / "encoding.json").read_text())
+    assert curated.kinds == inferred.kinds
+    assert (out / "schema.pbtxt").read_text() == text
+
+
+def test_bundle_missing_a_part_is_refused(model_dir, data_dir, tmp_path, capsys):
+    copy = tmp_path / "bundle"
+    shutil.copytree(model_dir, copy)
+    (copy / "encoding.json").unlink()
+    args = ["score", "--model", str(copy), "--input", str(data_dir / "normal.csv"),
+            "--output", str(tmp_path / "out")]  # fmt: skip
+    assert main(args) == EXIT_BAD_INPUT
+    assert "missing its part encoding.json" in capsys.readouterr().err
+    (copy / "manifest.json").unlink()
+    assert main(args) == EXIT_BAD_INPUT
+    assert "manifest.json is missing" in capsys.readouterr().err
