@@ -28,6 +28,8 @@ class DataConfig:
     categorical_columns: tuple[str, ...] = ()
     numeric_columns: tuple[str, ...] = ()
     chunk_rows: int = 4096
+    bigquery_query: str | None = None
+    partition: str | None = None
 
     def validate(self) -> None:
         _check_choice("data.kind", self.kind, DATA_KINDS)
@@ -56,9 +58,18 @@ class SchemaConfig:
     max_vocabulary: int = 1000
     int_categorical_max_values: int = 2
     validation_sample_rate: float = 1.0
+    drift_js_threshold: float = 0.1
+    drift_linf_threshold: float = 0.1
+    on_drift: str = "warn"
 
     def validate(self) -> None:
         _check_choice("schema.on_anomaly", self.on_anomaly, ON_ANOMALY)
+        _check_choice("schema.on_drift", self.on_drift, ON_ANOMALY)
+        for name in ("drift_js_threshold", "drift_linf_threshold"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ConfigError(
+                    f"schema.{name} must be in (0, 1]. Received: {getattr(self, name)}"
+                )
         _check_positive("schema.max_vocabulary", self.max_vocabulary)
         if self.int_categorical_max_values < 0:
             raise ConfigError(
@@ -141,9 +152,11 @@ class ScoringConfig:
     code_dtype: str = "int8"
     batch_size: int = 1024
     mc_samples: int = 0
+    flag_rate_alarm_p: float = 0.001
 
     def validate(self) -> None:
         _check_fraction("scoring.target_fpr", self.target_fpr)
+        _check_fraction("scoring.flag_rate_alarm_p", self.flag_rate_alarm_p)
         _check_positive("scoring.top_features", self.top_features)
         _check_choice("scoring.code_dtype", self.code_dtype, CODE_DTYPES)
         _check_positive("scoring.batch_size", self.batch_size)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from google.protobuf import text_format
-from tensorflow_metadata.proto.v0 import schema_pb2
+from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
 from pipeline.encoding import TabularEncoding, load_encoding
 from pipeline.io import read_bytes, read_text, write_bytes, write_text
@@ -90,6 +90,7 @@ class Bundle:
     model: Any
     encoding: TabularEncoding
     schema: schema_pb2.Schema
+    statistics: statistics_pb2.DatasetFeatureStatisticsList
     calibration: Calibration
     calibration_scores: np.ndarray
     manifest: dict
@@ -143,9 +144,12 @@ def load_bundle(directory: str, load_model: bool = True) -> Bundle:
         manifest["data_kind"], read_text(os.path.join(directory, ENCODING_FILE))
     )
     schema = text_format.Parse(read_text(os.path.join(directory, SCHEMA_FILE)), schema_pb2.Schema())
+    statistics = statistics_pb2.DatasetFeatureStatisticsList.FromString(
+        read_bytes(os.path.join(directory, STATISTICS_FILE))
+    )
     _check_consistent(encoding, schema, calibration)
     model = _load_model(os.path.join(directory, MODEL_FILE)) if load_model else None
-    return Bundle(directory, model, encoding, schema, calibration, scores, manifest)
+    return Bundle(directory, model, encoding, schema, statistics, calibration, scores, manifest)
 
 
 def _verified_manifest(directory: str) -> dict:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime as dt
 import os
+import re
+import tempfile
+import uuid
 from collections.abc import Sequence
 
 from apache_beam.io.filesystems import FileSystems
 
-from configs import VaepipeConfig, builtin_config_path, load_config
+from configs import ConfigError, VaepipeConfig, builtin_config_path, load_config, save_config
 from pipeline.bundle import CONFIG_FILE, MANIFEST_FILE
 
 DEMO_CONFIG = [
@@ -18,22 +23,31 @@ DEMO_CONFIG = [
 ]
 
 
+PLACEHOLDER = "{partition}"
+_RELATIVE_DAYS = {"today": 0, "yesterday": 1}
+_PARTITION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+# Where a training run's data came from; never carried over to the model's later runs.
+_RUN_SPECIFIC = ("bigquery_query", "partition")
+
+
 def training_config(args: argparse.Namespace) -> VaepipeConfig:
     """Config files given (or the built-in tabular one), then --set overrides."""
-    files = args.config or [builtin_config_path("tabular")]
+    files = _local_configs(args.config) or [builtin_config_path("tabular")]
     return load_config(files, args.set)
 
 
 def model_config(args: argparse.Namespace, model_dir: str) -> VaepipeConfig:
     """For a model's later runs: the config it was trained with, unless files are given."""
     if args.config:
-        return load_config(args.config, args.set)
+        return load_config(_local_configs(args.config), args.set)
     import yaml
 
     from configs.loader import from_dict, parse_override
     from pipeline.io import read_text
 
     tree = yaml.safe_load(read_text(os.path.join(model_dir, CONFIG_FILE)))
+    for key in _RUN_SPECIFIC:
+        tree.get("data", {}).pop(key, None)
     for item in args.set:
         for section, values in parse_override(item).items():
             tree.setdefault(section, {}).update(values)
@@ -68,25 +82,174 @@ def cmd_validate(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     from pipeline.score import validate_batch
 
     config = model_config(args, args.model)
-    anomalies = validate_batch(args.model, args.input, args.output, config, beam_args)
-    return EXIT_VALIDATION if anomalies and config.schema.on_anomaly == "fail" else 0
+    report = validate_batch(args.model, args.input, args.output, config, beam_args)
+    return EXIT_VALIDATION if report.failures(config) else 0
 
 
 def cmd_run(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
-    """The scheduled job: train if there is no model (or --retrain), then validate and score."""
+    run_partition(args, beam_args)
+    return 0
+
+
+def run_partition(args: argparse.Namespace, beam_args: Sequence[str]):
+    """The scheduled job for one partition: train if there is no model (or --retrain), then
+    validate and score. Returns the started job with --no-wait, else None."""
+    from pipeline.bigquery import BigQueryOutput
     from pipeline.score import score
     from pipeline.train import train
 
+    settings = training_config(args)  # the command line's, never the bundle's
+    partition = resolve_partition(args.partition or settings.data.partition)
+    query = with_partition(settings.data.bigquery_query, partition)
+    input_pattern = with_partition(args.input, partition)
     model_dir = args.model or os.path.join(args.output, "model")
+    scores_dir = scores_directory(args.output, partition)
+    tables = None
+    if args.bigquery_output:
+        tables = BigQueryOutput.for_partition(args.bigquery_output, partition)
     has_model = FileSystems.exists(os.path.join(model_dir, MANIFEST_FILE))
-    if args.retrain or not has_model:
+    if args.no_wait:
+        _check_can_start(args, has_model, tables)
+    elif args.retrain or not has_model:
         print("no model bundle yet: training" if not has_model else "--retrain: training")
-        train(args.train_input or args.input, model_dir, training_config(args), beam_args)
+        train_input = with_partition(args.train_input, partition) or input_pattern
+        train(train_input, model_dir, _for_run(settings, partition, query), beam_args)
     else:
         print(f"using the model bundle in {model_dir}")
-    scores_dir = os.path.join(args.output, "scores")
-    score(model_dir, args.input, scores_dir, model_config(args, model_dir), beam_args)
-    return 0
+    config = _for_run(model_config(args, model_dir), partition, query)
+    if args.no_wait:
+        return start_scoring(model_dir, input_pattern, scores_dir, config, tables, beam_args)
+    if tables is not None:
+        _validate_before_loading(model_dir, input_pattern, scores_dir, config, beam_args)
+    score(model_dir, input_pattern, scores_dir, config, beam_args, tables=tables)
+    return None
+
+
+def resolve_partition(value: str | None, today: dt.date | None = None) -> str | None:
+    """A partition from --partition or data.partition. `today` and `yesterday` become UTC
+    dates, so a fixed schedule (Cloud Scheduler) can name the day it runs for; any other
+    value must be safe as a folder name."""
+    if value is None:
+        return None
+    if value in _RELATIVE_DAYS:
+        day = (today or dt.datetime.now(dt.UTC).date()) - dt.timedelta(_RELATIVE_DAYS[value])
+        return day.isoformat()
+    if not _PARTITION_NAME.fullmatch(value):
+        raise ConfigError(
+            "a partition is a date or a name of letters, digits, '_', '.' and '-' (it becomes "
+            f"a folder name). Received: {value!r}"
+        )
+    return value
+
+
+def with_partition(template: str | None, partition: str | None) -> str | None:
+    """Fill {partition} in an input pattern or query (plain replacement: the braces of SQL
+    and of globs are left alone)."""
+    if template is None or PLACEHOLDER not in template:
+        return template
+    if partition is None:
+        raise ConfigError(f"{template!r} uses {PLACEHOLDER}: give --partition or data.partition")
+    return template.replace(PLACEHOLDER, partition)
+
+
+def scores_directory(output: str, partition: str | None) -> str:
+    """OUTPUT/scores, or OUTPUT/scores/partition=VALUE (Hive-style: BigQuery external tables
+    and Spark read the partition from the path)."""
+    scores = os.path.join(output, "scores")
+    return os.path.join(scores, f"partition={partition}") if partition else scores
+
+
+def start_scoring(
+    model_dir: str,
+    input_pattern: str,
+    out_dir: str,
+    config: VaepipeConfig,
+    tables,
+    beam_args: Sequence[str],
+):
+    """Build the scoring job and start it without waiting; returns the started job.
+
+    Nothing runs after the job (a Flex Template launcher submits it only once this program
+    has exited), so nothing is staged: the tables are BigQuery partitions that each load job
+    replaces whole, the job writes its validation report straight into `out_dir`, and the
+    resolved config is written before the job starts.
+    """
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.bundle import load_bundle
+    from pipeline.score import CONFIG, build_score_pipeline, check_inputs
+
+    if _fail_policies(config):
+        raise ConfigError(
+            f"--no-wait cannot stop a job on a validation failure ({_fail_policies(config)} = "
+            "fail): run without --no-wait, or `vaepipe validate` first"
+        )
+    bundle = load_bundle(model_dir, load_model=False)
+    check_inputs(bundle, input_pattern, config)
+    save_config(config, os.path.join(out_dir, CONFIG))
+    root = beam.Pipeline(options=PipelineOptions(list(beam_args)))
+    build_score_pipeline(root, input_pattern, bundle, config, out_dir, tables)
+    result = root.run()
+    print(f"started scoring {input_pattern} into {tables.dataset_uri} ({tables.decorator})")
+    return result
+
+
+def _check_can_start(args: argparse.Namespace, has_model: bool, tables) -> None:
+    if args.retrain or not has_model:
+        raise ConfigError(
+            "--no-wait starts one scoring job and cannot train (training waits for the data "
+            "job, then fits in this process): run `vaepipe train` first"
+        )
+    if tables is None:
+        raise ConfigError(
+            "--no-wait needs --bigquery-output: Parquet outputs are published by this process "
+            "after the job ends, BigQuery partitions are replaced by the job itself"
+        )
+
+
+def _validate_before_loading(
+    model_dir: str, input_pattern: str, scores_dir: str, config, beam_args: Sequence[str]
+) -> None:
+    """BigQuery loads cannot be taken back: with a fail policy, validate the batch first."""
+    from pipeline.score import ValidationFailed, validate_batch
+
+    if not _fail_policies(config):
+        return
+    out = os.path.join(scores_dir, f".validate-{uuid.uuid4().hex[:12]}")
+    report = validate_batch(model_dir, input_pattern, out, config, beam_args)
+    FileSystems.delete([out])
+    failures = report.failures(config)
+    if failures:
+        raise ValidationFailed(
+            "the batch failed validation; nothing was loaded:\n  " + "\n  ".join(failures)
+        )
+
+
+def _fail_policies(config: VaepipeConfig) -> list[str]:
+    names = ("on_anomaly", "on_drift")
+    return [f"schema.{n}" for n in names if getattr(config.schema, n, "warn") == "fail"]
+
+
+def _for_run(config: VaepipeConfig, partition: str | None, query: str | None) -> VaepipeConfig:
+    data = dataclasses.replace(config.data, partition=partition, bigquery_query=query)
+    return dataclasses.replace(config, data=data)
+
+
+def _local_configs(paths: Sequence[str]) -> list[str]:
+    """Config files as local paths: a gs:// one (a Flex Template parameter) is copied first."""
+    from pipeline.io import read_bytes
+
+    local = []
+    for path in paths:
+        if "://" not in str(path):
+            local.append(path)
+            continue
+        handle, name = tempfile.mkstemp(prefix="vaepipe-config-", suffix=".yaml")
+        with os.fdopen(handle, "wb") as out:
+            out.write(read_bytes(path))
+        local.append(name)
+    return local
 
 
 def cmd_demo(args: argparse.Namespace, beam_args: Sequence[str]) -> int:

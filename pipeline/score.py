@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from apache_beam.ml.inference.base import RunInference
 from configs import VaepipeConfig, save_config
 from pipeline import postprocess
 from pipeline.beam_runner import run_pipeline
+from pipeline.bigquery import BigQueryOutput
 from pipeline.bundle import Bundle, BundleError, check_columns, load_bundle
 from pipeline.column_types import apply_kinds
 from pipeline.inference import BundleModelHandler, ScoredChunk
@@ -31,16 +33,21 @@ from pipeline.io import (
     ReadRecords,
     WriteDeadLetters,
     WriteTables,
+    dead_letter_schema,
     input_columns,
     match_inputs,
-    write_bytes,
     write_text,
 )
 from pipeline.records import EncodedChunk, RecordChunk
-from pipeline.statistics import ComputeStatistics, anomaly_lines, stats_options, validate
+from pipeline.validation import (
+    VALIDATION_REPORT,
+    ValidateBatch,
+    ValidationReport,
+    flag_rate_alarm,
+    read_report,
+)
 
 FLAGS, CODES, DEAD_LETTER = "flags", "codes", "dead_letter"
-VALIDATION_REPORT = "validation_report.txt"
 SUMMARY = "summary.json"
 CONFIG = "config.yaml"
 
@@ -53,6 +60,8 @@ class ScoreResult:
     rows_dead_lettered: int
     rows_flagged: int
     anomalies: list
+    drifted_features: list
+    flag_rate_alarm: str | None
 
 
 class ValidationFailed(RuntimeError):
@@ -82,30 +91,12 @@ def _read_and_type(root, input_pattern: str, bundle: Bundle, config: VaepipeConf
     return typed.typed, [read[DEAD], typed[DEAD]]
 
 
-def _validate_branch(typed, bundle: Bundle, config: VaepipeConfig, out_dir: str):
-    """TFDV statistics of the batch (sampled by config) checked against the bundle's schema."""
-    options = stats_options(
-        config.schema.max_vocabulary, bundle.schema, config.schema.validation_sample_rate
-    )
-    stats = typed | "ValidationStatistics" >> ComputeStatistics(bundle.encoding.kinds, options)
-    _ = (
-        stats
-        | "ValidateAgainstSchema" >> beam.Map(_validation_report, bundle.schema)
-        | "WriteValidationReport"
-        >> beam.Map(_write_report, os.path.join(out_dir, VALIDATION_REPORT))
-    )
-    return stats
-
-
 def build_validate_pipeline(
     root: beam.Pipeline, input_pattern: str, bundle: Bundle, config: VaepipeConfig, out_dir: str
 ) -> None:
     """Validation only: statistics, schema anomalies and dead letters of a batch."""
     typed, dead = _read_and_type(root, input_pattern, bundle, config)
-    stats = _validate_branch(typed, bundle, config, out_dir)
-    _ = stats | "WriteStatistics" >> beam.Map(
-        lambda st: write_bytes(os.path.join(out_dir, "statistics.pb"), st.SerializeToString())
-    )
+    _ = typed | "ValidateBatch" >> ValidateBatch(bundle, config, out_dir, write_statistics=True)
     _ = (
         tuple(dead)
         | "AllDeadLetters" >> beam.Flatten()
@@ -114,12 +105,18 @@ def build_validate_pipeline(
 
 
 def build_score_pipeline(
-    root: beam.Pipeline, input_pattern: str, bundle: Bundle, config: VaepipeConfig, staging: str
+    root: beam.Pipeline,
+    input_pattern: str,
+    bundle: Bundle,
+    config: VaepipeConfig,
+    staging: str,
+    tables: BigQueryOutput | None = None,
 ) -> None:
-    """Wire the scoring job onto `root`; outputs go under `staging`."""
+    """Wire the scoring job onto `root`; outputs go under `staging` (flags, codes and dead
+    letters to BigQuery `tables` instead when given)."""
     exclude = tuple(config.data.exclude_columns)
     typed, dead = _read_and_type(root, input_pattern, bundle, config)
-    _validate_branch(typed, bundle, config, staging)
+    _ = typed | "ValidateBatch" >> ValidateBatch(bundle, config, staging)
     scored = (
         typed
         | "Encode" >> beam.Map(_encode, bundle.encoding, exclude)
@@ -138,12 +135,19 @@ def build_score_pipeline(
     )
     to_outputs = _ToOutputsDoFn(bundle, config, flags_schema, codes_schema)
     outputs = scored | "ToOutputs" >> beam.ParDo(to_outputs).with_outputs(DEAD, CODES, main=FLAGS)
-    _ = outputs[FLAGS] | "WriteFlags" >> WriteTables(os.path.join(staging, FLAGS), flags_schema)
-    _ = outputs[CODES] | "WriteCodes" >> WriteTables(os.path.join(staging, CODES), codes_schema)
+    flags_sink = WriteTables(os.path.join(staging, FLAGS), flags_schema)
+    codes_sink = WriteTables(os.path.join(staging, CODES), codes_schema)
+    dead_sink = WriteDeadLetters(os.path.join(staging, DEAD_LETTER))
+    if tables is not None:
+        flags_sink = tables.writer(FLAGS, flags_schema)
+        codes_sink = tables.writer(CODES, codes_schema)
+        dead_sink = tables.writer(DEAD_LETTER, dead_letter_schema())
+    _ = outputs[FLAGS] | "WriteFlags" >> flags_sink
+    _ = outputs[CODES] | "WriteCodes" >> codes_sink
     _ = (
         (*dead, outputs[DEAD])
         | "AllDeadLetters" >> beam.Flatten()
-        | ("WriteDeadLetters" >> WriteDeadLetters(os.path.join(staging, DEAD_LETTER)))
+        | ("WriteDeadLetters" >> dead_sink)
     )
 
 
@@ -219,16 +223,6 @@ class _ToOutputsDoFn(beam.DoFn):
         )
 
 
-def _validation_report(stats, schema) -> list[str]:
-    return anomaly_lines(validate(stats, schema))
-
-
-def _write_report(lines: list[str], path: str) -> list[str]:
-    text = "\n".join(lines) if lines else "no schema anomalies"
-    write_text(path, text + "\n")
-    return lines
-
-
 def score(
     model_dir: str,
     input_pattern: str,
@@ -237,51 +231,65 @@ def score(
     beam_args: Sequence[str] = (),
     test_pipeline=None,
     echo: Callable[[str], None] = print,
+    tables: BigQueryOutput | None = None,
 ) -> ScoreResult:
     """Run the scoring job; outputs appear under `output_dir` only if it succeeds."""
     bundle = load_bundle(model_dir)
     check_inputs(bundle, input_pattern, config)
+    from pipeline.io import remove_folders
+
+    # Staging folders left by killed runs (assumes one job per output folder at a time).
+    for stale in remove_folders(output_dir, ".staging-"):
+        echo(f"removed {stale}, left by an interrupted run")
     staging = os.path.join(output_dir, f".staging-{uuid.uuid4().hex[:12]}")
     echo(f"scoring {input_pattern} with {model_dir}")
     metrics = run_pipeline(
-        lambda root: build_score_pipeline(root, input_pattern, bundle, config, staging),
+        lambda root: build_score_pipeline(root, input_pattern, bundle, config, staging, tables),
         beam_args,
         test_pipeline,
     )
-    anomalies = _read_report(os.path.join(staging, VALIDATION_REPORT))
-    if anomalies and config.schema.on_anomaly == "fail":
+    report = read_report(staging)
+    failures = report.failures(config)
+    if failures:
         FileSystems.delete([staging])
         raise ValidationFailed(
-            "the input violates the model's schema (schema.on_anomaly=fail); nothing was "
-            "written:\n  " + "\n  ".join(anomalies)
+            "the batch failed validation (schema.on_anomaly / schema.on_drift = fail); "
+            "nothing was written:\n  " + "\n  ".join(failures)
         )
+    scored, flagged = metrics.get("rows_scored", 0), metrics.get("rows_flagged", 0)
     result = ScoreResult(
         output_dir,
         rows_read=metrics.get("rows_read", 0),
-        rows_scored=metrics.get("rows_scored", 0),
+        rows_scored=scored,
         rows_dead_lettered=metrics.get("rows_dead_lettered", 0),
-        rows_flagged=metrics.get("rows_flagged", 0),
-        anomalies=anomalies,
+        rows_flagged=flagged,
+        anomalies=report.schema_anomalies,
+        drifted_features=[row["feature"] for row in report.drifted],
+        flag_rate_alarm=flag_rate_alarm(
+            flagged,
+            scored,
+            int(np.sum(bundle.calibration_scores > bundle.calibration.threshold)),
+            len(bundle.calibration_scores),
+            config.scoring.flag_rate_alarm_p,
+        ),
     )
     write_text(os.path.join(staging, SUMMARY), json.dumps(result.__dict__, indent=1))
     save_config(config, os.path.join(staging, CONFIG))
-    publish(staging, output_dir, (FLAGS, CODES, DEAD_LETTER, VALIDATION_REPORT, SUMMARY, CONFIG))
-    _echo_summary(result, echo)
+    tabled = (FLAGS, CODES, DEAD_LETTER) if tables is None else ()  # BigQuery loads replace own
+    publish(staging, output_dir, (*tabled, VALIDATION_REPORT, SUMMARY, CONFIG))
+    _echo_summary(result, report, echo)
     return result
 
 
-def _read_report(path: str) -> list[str]:
-    from pipeline.io import read_text
-
-    if not FileSystems.exists(path):
-        return []
-    lines = read_text(path).strip().splitlines()
-    return [] if lines == ["no schema anomalies"] else lines
-
-
 def publish(staging: str, output_dir: str, names: Sequence[str]) -> None:
-    """Replace each output under `output_dir` by its complete staged version, then clean up."""
-    for name in names:
+    """Replace each output under `output_dir` by its complete staged version, then clean up.
+
+    The summary goes first and comes back last: an output folder without one holds a publish
+    that was cut short (the next run replaces every output).
+    """
+    if SUMMARY in names and FileSystems.exists(os.path.join(output_dir, SUMMARY)):
+        FileSystems.delete([os.path.join(output_dir, SUMMARY)])
+    for name in sorted(names, key=lambda name: name == SUMMARY):
         final = os.path.join(output_dir, name)
         if FileSystems.exists(final):
             FileSystems.delete([final])
@@ -289,9 +297,13 @@ def publish(staging: str, output_dir: str, names: Sequence[str]) -> None:
     FileSystems.delete([staging])
 
 
-def _echo_summary(result: ScoreResult, echo: Callable[[str], None]) -> None:
-    for line in result.anomalies:
-        echo(f"WARNING schema anomaly: {line}")
+def _echo_summary(
+    result: ScoreResult, report: ValidationReport, echo: Callable[[str], None]
+) -> None:
+    for line in report.warnings():
+        echo(f"WARNING {line}")
+    if result.flag_rate_alarm:
+        echo(f"WARNING {result.flag_rate_alarm}")
     balance = (
         "OK" if result.rows_read == result.rows_scored + result.rows_dead_lettered else "MISMATCH"
     )
@@ -309,19 +321,24 @@ def validate_batch(
     config: VaepipeConfig,
     beam_args: Sequence[str] = (),
     echo: Callable[[str], None] = print,
-) -> list[str]:
-    """Validate a batch against the model's schema; returns the anomaly lines (and echoes them)."""
+) -> ValidationReport:
+    """Validate a batch against the model's schema and training statistics; echo the result."""
     bundle = load_bundle(model_dir, load_model=False)
     check_inputs(bundle, input_pattern, config)
-    out_dir = output_dir or os.path.join(model_dir, "_validate", uuid.uuid4().hex[:12])
+    # Without --output the report goes to a local temporary folder (on Dataflow, where
+    # workers write it, give --output on shared storage).
+    out_dir = output_dir or tempfile.mkdtemp(prefix="vaepipe-validate-")
     run_pipeline(
         lambda root: build_validate_pipeline(root, input_pattern, bundle, config, out_dir),
         beam_args,
     )
-    anomalies = _read_report(os.path.join(out_dir, VALIDATION_REPORT))
+    report = read_report(out_dir)
     if output_dir is None:
         FileSystems.delete([out_dir])
-    for line in anomalies:
-        echo(f"schema anomaly: {line}")
-    echo(f"{len(anomalies)} schema anomalies in {input_pattern}")
-    return anomalies
+    for line in report.warnings():
+        echo(line)
+    echo(
+        f"{len(report.schema_anomalies)} schema anomalies, {len(report.drifted)} drifted "
+        f"features in {input_pattern}"
+    )
+    return report

@@ -133,18 +133,72 @@ def kinds_from_schema(schema: schema_pb2.Schema) -> dict[str, str]:
 
 
 def validate(
-    stats: statistics_pb2.DatasetFeatureStatisticsList, schema: schema_pb2.Schema
+    stats: statistics_pb2.DatasetFeatureStatisticsList,
+    schema: schema_pb2.Schema,
+    previous: statistics_pb2.DatasetFeatureStatisticsList | None = None,
 ) -> anomalies_pb2.Anomalies:
-    """Schema anomalies of a batch's statistics (TFDV's validate_statistics)."""
-    return tfdv.validate_statistics(stats, schema)
+    """Schema anomalies of a batch's statistics, and drift against `previous` if given."""
+    return tfdv.validate_statistics(stats, schema, previous_statistics=previous)
+
+
+def with_drift_comparators(
+    schema: schema_pb2.Schema,
+    kinds: Mapping[str, str],
+    js: float,
+    linf: float,
+    int_categories_counted: bool = False,
+) -> schema_pb2.Schema:
+    """A copy of `schema` whose modelled features carry TFDV drift comparators.
+
+    Numbers use the Jensen-Shannon divergence of their histograms, categories the
+    L-infinity distance of their value frequencies (TFDV's usual choices). Integer
+    categories are compared by histogram unless their values were counted as categories
+    (`int_categories_counted`, when the statistics were computed with the schema).
+    """
+    out = schema_pb2.Schema()
+    out.CopyFrom(schema)
+    for feature in out.feature:
+        kind = kinds.get(feature.name)
+        if kind == NUMERIC or (kind == INT_CATEGORICAL and not int_categories_counted):
+            feature.drift_comparator.jensen_shannon_divergence.threshold = js
+        elif kind is not None:
+            feature.drift_comparator.infinity_norm.threshold = linf
+    return out
+
+
+def drift_report(anomalies: anomalies_pb2.Anomalies) -> list[dict]:
+    """Every measured drift, one dict per feature: measure, value, threshold, drifted."""
+    rows = []
+    for info in anomalies.drift_skew_info:
+        for measurement in info.drift_measurements:
+            rows.append(
+                {
+                    "feature": ".".join(info.path.step),
+                    "measure": anomalies_pb2.DriftSkewInfo.Measurement.Type.Name(
+                        measurement.type
+                    ).lower(),
+                    "value": round(float(measurement.value), 6),
+                    "threshold": float(measurement.threshold),
+                    "drifted": measurement.value > measurement.threshold,
+                }
+            )
+    return sorted(rows, key=lambda r: -r["value"])
 
 
 def anomaly_lines(anomalies: anomalies_pb2.Anomalies) -> list[str]:
-    """One readable line per anomalous feature: `feature: description`."""
+    """One readable line per anomalous feature: `feature: description` (drift excluded)."""
     lines = []
     for name, info in sorted(anomalies.anomaly_info.items()):
-        lines.append(f"{name}: {info.short_description} ({info.description})")
+        reasons = [r for r in info.reason if not _is_drift(r)]
+        if reasons:
+            text = "; ".join(f"{r.short_description} ({r.description})" for r in reasons)
+            lines.append(f"{name}: {text}")
     return lines
+
+
+def _is_drift(reason) -> bool:
+    # Drift is reported separately (drift_report), with its measured values.
+    return anomalies_pb2.AnomalyInfo.Type.Name(reason.type).startswith("COMPARATOR_")
 
 
 def feature_stats(

@@ -42,7 +42,7 @@ def test_validate_reports_schema_anomalies_and_fails_by_config(model_dir, data_d
     args = ["validate", "--model", str(model_dir), "--input", str(tmp_path / "drift.csv"),
             "--output", str(report_dir)]  # fmt: skip
     assert main(args) == 0  # on_anomaly: warn (the default) reports but does not fail
-    assert "tier" in (report_dir / "validation_report.txt").read_text()
+    assert "tier" in (report_dir / "validation_report.json").read_text()
     assert (report_dir / "statistics.pb").exists()
     assert main(args + ["--set", "schema.on_anomaly=fail"]) == EXIT_VALIDATION
 
@@ -72,3 +72,33 @@ def test_bundle_missing_a_part_is_refused(model_dir, data_dir, tmp_path, capsys)
     (copy / "manifest.json").unlink()
     assert main(args) == EXIT_BAD_INPUT
     assert "manifest.json is missing" in capsys.readouterr().err
+
+
+def test_drift_is_measured_per_feature_and_fails_by_config(model_dir, data_dir, tmp_path):
+    frame = pd.read_csv(data_dir / "normal.csv").head(1000)
+    frame["load"] = frame["load"] * 3  # the load distribution moves; relations break too
+    frame.to_csv(tmp_path / "shifted.csv", index=False)
+    out = tmp_path / "out"
+    args = ["score", "--model", str(model_dir), "--input", str(tmp_path / "shifted.csv"),
+            "--output", str(out)]  # fmt: skip
+    assert main(args) == 0  # on_drift: warn (the default)
+    report = json.loads((out / "validation_report.json").read_text())
+    measured = {row["feature"]: row for row in report["drift"]}
+    assert (
+        measured["load"]["drifted"] and measured["load"]["measure"] == "jensen_shannon_divergence"
+    )
+    assert measured["region"]["measure"] == "l_infty" and not measured["region"]["drifted"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert "load" in summary["drifted_features"]
+    assert "far above" in summary["flag_rate_alarm"]
+    assert main(args + ["--set", "schema.on_drift=fail"]) == EXIT_VALIDATION
+
+
+def test_normal_batch_raises_no_drift_or_flag_rate_alarm(model_dir, data_dir, tmp_path):
+    out = tmp_path / "out"
+    args = ["score", "--model", str(model_dir), "--input", str(data_dir / "normal.csv"),
+            "--output", str(out)]  # fmt: skip
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["drifted_features"] == []
+    assert summary["flag_rate_alarm"] is None

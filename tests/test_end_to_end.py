@@ -118,7 +118,7 @@ def test_schema_violation_fails_the_job_when_configured(model_dir, data_dir, tmp
     assert code == EXIT_VALIDATION
     assert not (out / "flags").exists()
     assert _score(model_dir, tmp_path / "drift.csv", out) == 0  # warn (default) still scores
-    assert "region" in (out / "validation_report.txt").read_text()
+    assert "region" in (out / "validation_report.json").read_text()
 
 
 def test_tampered_bundle_is_refused(model_dir, data_dir, tmp_path, capsys):

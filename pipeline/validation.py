@@ -1,0 +1,149 @@
+"""Validation of a scoring batch: schema anomalies and drift (TFDV), and flag-rate alarms.
+
+The batch's statistics are computed on a branch of the scoring pipeline (sampled by
+`schema.validation_sample_rate`), compared with the model's schema and with the training
+statistics, and written as `validation_report.json`. The driver reads it back and decides,
+by config, whether the job warns or fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from scipy.stats import fisher_exact
+
+from configs import VaepipeConfig
+from pipeline.io import read_text, write_bytes, write_text
+from pipeline.statistics import (
+    ComputeStatistics,
+    anomaly_lines,
+    drift_report,
+    stats_options,
+    validate,
+    with_drift_comparators,
+)
+
+VALIDATION_REPORT = "validation_report.json"
+STATISTICS = "statistics.pb"
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """What TFDV found in a batch: schema anomalies and per-feature drift measurements."""
+
+    schema_anomalies: list[str] = field(default_factory=list)
+    drift: list[dict] = field(default_factory=list)
+
+    @property
+    def drifted(self) -> list[dict]:
+        return [row for row in self.drift if row["drifted"]]
+
+    def failures(self, config: VaepipeConfig) -> list[str]:
+        """The problems that fail the job under this config (empty: warn only)."""
+        out = []
+        if config.schema.on_anomaly == "fail":
+            out += [f"schema anomaly: {line}" for line in self.schema_anomalies]
+        if config.schema.on_drift == "fail":
+            out += [_drift_line(row) for row in self.drifted]
+        return out
+
+    def warnings(self) -> list[str]:
+        lines = [f"schema anomaly: {line}" for line in self.schema_anomalies]
+        return lines + [_drift_line(row) for row in self.drifted]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+
+def _drift_line(row: dict) -> str:
+    return (
+        f"drift: {row['feature']} {row['measure']} = {row['value']:.4f} "
+        f"(threshold {row['threshold']})"
+    )
+
+
+class ValidateBatch(beam.PTransform):
+    """Typed chunks -> TFDV statistics, checked against the schema and training statistics.
+
+    Writes `validation_report.json` (and the statistics, if `write_statistics`) to `out_dir`
+    and returns the statistics.
+    """
+
+    def __init__(self, bundle, config: VaepipeConfig, out_dir: str, write_statistics=False):
+        super().__init__()
+        kinds = bundle.encoding.kinds
+        s = config.schema
+        # Batch statistics must be computed as the training statistics were: with the schema
+        # only if a curated one was given (otherwise integer categories were counted as
+        # integers, and are compared as such).
+        curated = s.schema_file is not None
+        self._kinds = kinds
+        self._schema = with_drift_comparators(
+            bundle.schema, kinds, s.drift_js_threshold, s.drift_linf_threshold, curated
+        )
+        self._previous = bundle.statistics
+        self._options = stats_options(
+            s.max_vocabulary, bundle.schema if curated else None, s.validation_sample_rate
+        )
+        self._out_dir = out_dir
+        self._write_statistics = write_statistics
+
+    def expand(self, typed):
+        stats = typed | "BatchStatistics" >> ComputeStatistics(self._kinds, self._options)
+        _ = (
+            stats
+            | "Validate" >> beam.Map(_report, self._schema, self._previous)
+            | "WriteReport"
+            >> beam.Map(lambda r, p: write_text(p, r.to_json()), self._path(VALIDATION_REPORT))
+        )
+        if self._write_statistics:
+            _ = stats | "WriteStatistics" >> beam.Map(
+                lambda st, p: write_bytes(p, st.SerializeToString()), self._path(STATISTICS)
+            )
+        return stats
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self._out_dir, name)
+
+
+def _report(stats, schema, previous) -> ValidationReport:
+    anomalies = validate(stats, schema, previous)
+    return ValidationReport(anomaly_lines(anomalies), drift_report(anomalies))
+
+
+def read_report(out_dir: str) -> ValidationReport:
+    """The report a ValidateBatch wrote (an empty one if the batch had no valid rows)."""
+    path = os.path.join(out_dir, VALIDATION_REPORT)
+    if not FileSystems.exists(path):
+        return ValidationReport()
+    return ValidationReport(**json.loads(read_text(path)))
+
+
+def flag_rate_alarm(
+    flagged: int, scored: int, calibration_flagged: int, calibration_total: int, alarm_p: float
+) -> str | None:
+    """A message when a batch flags improbably more records than the calibration data did.
+
+    One-sided Fisher exact test of the batch's flag count against the calibration split's
+    (which set the threshold): unlike a binomial test against target_fpr, it allows for the
+    uncertainty of a threshold estimated from a finite calibration sample.
+    """
+    if scored == 0 or calibration_total == 0:
+        return None
+    table = [
+        [flagged, scored - flagged],
+        [calibration_flagged, calibration_total - calibration_flagged],
+    ]
+    p_value = float(fisher_exact(table, alternative="greater")[1])
+    if p_value >= alarm_p:
+        return None
+    expected = calibration_flagged / calibration_total
+    return (
+        f"flag rate {flagged / scored:.2%} ({flagged} of {scored}) is far above the "
+        f"{expected:.2%} of the calibration data (Fisher exact p = {p_value:.1e}): the batch "
+        "has likely drifted from the training data, or holds many anomalies"
+    )
