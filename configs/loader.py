@@ -8,6 +8,7 @@ YAML is read with `yaml.safe_load`, so a config can never construct Python objec
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import re
 import types
@@ -141,6 +142,8 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
         return float(value)
     if hint is float and isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
         return float(value)  # YAML 1.1 (PyYAML) reads 1e-3 as a string; it is a float
+    if hint is str and isinstance(value, datetime.date):
+        return value.isoformat()  # YAML reads 2026-11-26 as a date; a text key means the text
     if hint is int and isinstance(value, bool) or not isinstance(value, hint):
         raise ConfigError(
             f"{name} must be of type {hint.__name__}. Received: {value!r} "

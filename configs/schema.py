@@ -123,12 +123,12 @@ class TrainConfig:
     calibration_fraction: float = 0.1
     early_stopping_patience: int = 5
     seed: int = 0
-    shard_rows: int = 65536
+    on_nonfinite: str = "fail"
 
     def validate(self) -> None:
+        _check_choice("train.on_nonfinite", self.on_nonfinite, ("fail", "skip_batch"))
         _check_positive("train.epochs", self.epochs)
         _check_positive("train.batch_size", self.batch_size)
-        _check_positive("train.shard_rows", self.shard_rows)
         if self.learning_rate <= 0:
             raise ConfigError(
                 f"train.learning_rate must be positive. Received: {self.learning_rate}"

@@ -12,13 +12,16 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 # Quiet TensorFlow's C++ start-up chatter before anything imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 EXIT_BAD_INPUT = 2
 EXIT_VALIDATION = 3
+INPUT_HELP = "file pattern (path, glob, gs://), bq://PROJECT.DATASET.TABLE or bq://query"
+# Set in the Dataflow image (deploy/Dockerfile): the image's own name, used for the workers.
+IMAGE_VARIABLE = "VAEPIPE_SDK_CONTAINER_IMAGE"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,13 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="fit a model bundle on a table of normal records")
     _add_config(train)
-    train.add_argument("--input", required=True, help="file pattern: path, glob or gs://")
+    train.add_argument("--input", required=True, help=INPUT_HELP)
     train.add_argument("--output", required=True, help="model bundle directory to write")
 
     score = commands.add_parser("score", help="score records: flags, latent codes, dead letters")
     _add_config(score, "default: the config the model was trained with")
     score.add_argument("--model", required=True, help="model bundle directory")
-    score.add_argument("--input", required=True, help="file pattern: path, glob or gs://")
+    score.add_argument("--input", required=True, help=INPUT_HELP)
     score.add_argument("--output", required=True, help="output directory (flags/, codes/, ...)")
 
     decode = commands.add_parser("decode", help="turn latent codes back into records")
@@ -49,18 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check a batch against the model's schema")
     _add_config(validate, "default: the config the model was trained with")
     validate.add_argument("--model", required=True, help="model bundle directory")
-    validate.add_argument("--input", required=True, help="file pattern: path, glob or gs://")
+    validate.add_argument("--input", required=True, help=INPUT_HELP)
     validate.add_argument("--output", help="where to write the TFDV statistics and report")
 
     run = commands.add_parser("run", help="the scheduled job: validate, train if needed, score")
     _add_config(run)
-    run.add_argument("--input", required=True, help="the batch to score (file pattern)")
-    run.add_argument(
-        "--train-input", help="data to train on when there is no model " "(default: --input)"
-    )
-    run.add_argument("--output", required=True, help="job root: model/ and scores/ go here")
-    run.add_argument("--model", help="model bundle directory (default: OUTPUT/model)")
-    run.add_argument("--retrain", action="store_true", help="train even if a model exists")
+    _add_run_arguments(run)
 
     demo = commands.add_parser("demo", help="train and score on a built-in synthetic table")
     _add_config(demo)
@@ -69,6 +66,53 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--rows", type=int, default=20000, help="rows of synthetic data")
     return parser
+
+
+def _add_run_arguments(run: argparse.ArgumentParser) -> None:
+    # Flags a Flex Template passes (deploy/metadata.json) also have an underscore spelling:
+    # template parameter names are identifiers.
+    run.add_argument("--input", required=True, help=f"the batch to score: {INPUT_HELP}")
+    run.add_argument(
+        "--train-input", help="data to train on when there is no model (default: --input)"
+    )
+    run.add_argument("--output", required=True, help="job root: model/ and scores/ go here")
+    run.add_argument("--model", help="model bundle directory (default: OUTPUT/model)")
+    run.add_argument("--retrain", action="store_true", help="train even if a model exists")
+    run.add_argument(
+        "--partition",
+        help="the slice this run handles: a date (2026-11-26), today or yesterday (UTC), or a "
+        "name; fills {partition} in the inputs and data.bigquery_query; scores go to "
+        "OUTPUT/scores/partition=VALUE/ (default: data.partition)",
+    )
+    run.add_argument(
+        "--bigquery-output",
+        "--bigquery_output",
+        dest="bigquery_output",
+        metavar="bq://PROJECT.DATASET",
+        help="write flags, codes and dead letters to day-partitioned tables of this dataset "
+        "(the run's day is replaced) instead of Parquet under OUTPUT/scores",
+    )
+    run.add_argument(
+        "--no-wait",
+        "--no_wait",
+        dest="no_wait",
+        action="store_true",
+        help="start the scoring job and return (a Flex Template's launcher must); needs a "
+        "trained model and --bigquery-output",
+    )
+
+
+def flex_template_argv(argv: Sequence[str], environ: Mapping[str, str]) -> list[str]:
+    """The Flex Template launcher's arguments as a `vaepipe run --no-wait` command line.
+
+    The launcher submits the job only after our program exits, so the program must not wait
+    (--no-wait). Workers run the image the launcher runs in, unless the launch names another.
+    """
+    args = ["run", "--no-wait", *argv]
+    image = environ.get(IMAGE_VARIABLE)
+    if image and not any(a.startswith("--sdk_container_image") for a in argv):
+        args.append(f"--sdk_container_image={image}")
+    return args
 
 
 def _add_config(sub: argparse.ArgumentParser, default_note: str = "") -> None:

@@ -24,8 +24,12 @@ INT_CATEGORICAL = "int_categorical"
 KINDS = (NUMERIC, CATEGORICAL, INT_CATEGORICAL)
 
 STAGE = "type"
-# Tokens read as a missing value in numeric columns (pandas' usual spellings of NaN).
-_MISSING_TOKENS = frozenset({"nan", "NaN", "NAN", "NA", "N/A", "null", "NULL", "None"})
+# Tokens read as a missing value in numeric columns: pandas' default NA strings (read_csv's
+# na_values: "-nan", "n/a", "#N/A", "<NA>", ... too) plus "None" and "NAN".
+_MISSING_TOKENS = frozenset(
+    {"nan", "NaN", "NAN", "-nan", "-NaN", "NA", "N/A", "n/a", "#N/A", "#N/A N/A", "#NA", "<NA>",
+     "-1.#IND", "-1.#QNAN", "1.#IND", "1.#QNAN", "null", "NULL", "None"}
+)  # fmt: skip
 
 
 @dataclass

@@ -10,11 +10,17 @@ import re
 import tempfile
 import uuid
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from apache_beam.io.filesystems import FileSystems
 
 from configs import ConfigError, VaepipeConfig, builtin_config_path, load_config, save_config
 from pipeline.bundle import CONFIG_FILE, MANIFEST_FILE
+
+if TYPE_CHECKING:
+    from apache_beam.runners.runner import PipelineResult
+
+    from pipeline.bigquery import BigQueryOutput
 
 DEMO_CONFIG = [
     "data.id_column=id",
@@ -45,7 +51,7 @@ def model_config(args: argparse.Namespace, model_dir: str) -> VaepipeConfig:
     from configs.loader import from_dict, parse_override
     from pipeline.io import read_text
 
-    tree = yaml.safe_load(read_text(os.path.join(model_dir, CONFIG_FILE)))
+    tree = _known_keys(yaml.safe_load(read_text(os.path.join(model_dir, CONFIG_FILE))))
     for key in _RUN_SPECIFIC:
         tree.get("data", {}).pop(key, None)
     for item in args.set:
@@ -54,6 +60,27 @@ def model_config(args: argparse.Namespace, model_dir: str) -> VaepipeConfig:
     config = from_dict(tree)
     config.validate()
     return config
+
+
+def _known_keys(tree: dict) -> dict:
+    """A bundle's saved config without keys this vaepipe no longer has (dropped, with a note).
+
+    User configs are strict (an unknown key is an error); a bundle written by another version
+    may carry a retired key, which must not stop it from scoring.
+    """
+    import dataclasses
+
+    defaults = VaepipeConfig()
+    out = {}
+    for section, values in tree.items():
+        if not hasattr(defaults, section):
+            print(f"note: ignoring retired config section {section!r} in the model bundle")
+            continue
+        known = {f.name for f in dataclasses.fields(getattr(defaults, section))}
+        for key in sorted(set(values) - known):
+            print(f"note: ignoring retired config key {section}.{key} in the model bundle")
+        out[section] = {k: v for k, v in values.items() if k in known}
+    return out
 
 
 def cmd_train(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
@@ -91,7 +118,7 @@ def cmd_run(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     return 0
 
 
-def run_partition(args: argparse.Namespace, beam_args: Sequence[str]):
+def run_partition(args: argparse.Namespace, beam_args: Sequence[str]) -> PipelineResult | None:
     """The scheduled job for one partition: train if there is no model (or --retrain), then
     validate and score. Returns the started job with --no-wait, else None."""
     from pipeline.bigquery import BigQueryOutput
@@ -164,9 +191,9 @@ def start_scoring(
     input_pattern: str,
     out_dir: str,
     config: VaepipeConfig,
-    tables,
+    tables: BigQueryOutput,
     beam_args: Sequence[str],
-):
+) -> PipelineResult:
     """Build the scoring job and start it without waiting; returns the started job.
 
     Nothing runs after the job (a Flex Template launcher submits it only once this program
@@ -195,7 +222,9 @@ def start_scoring(
     return result
 
 
-def _check_can_start(args: argparse.Namespace, has_model: bool, tables) -> None:
+def _check_can_start(
+    args: argparse.Namespace, has_model: bool, tables: BigQueryOutput | None
+) -> None:
     if args.retrain or not has_model:
         raise ConfigError(
             "--no-wait starts one scoring job and cannot train (training waits for the data "

@@ -78,7 +78,11 @@ class TabularEncoding:
         for j, spec in enumerate(self.numeric):
             x = frame[spec.name].to_numpy(dtype=np.float64)
             seen = ~np.isnan(x)
-            values[seen, j] = np.arcsinh((x[seen] - spec.center) / spec.scale)
+            with np.errstate(over="ignore"):
+                z = np.arcsinh((x[seen] - spec.center) / spec.scale)
+            # Values near the float64 limit overflow the division: clamp to asinh's range
+            # over finite doubles (about 710.5) so they score as the extreme values they are.
+            values[seen, j] = np.clip(np.nan_to_num(z, posinf=710.0, neginf=-710.0), -710, 710)
             mask[:, j] = seen
         offset = len(self.numeric)
         for j, spec in enumerate(self.categorical, start=offset):

@@ -2,7 +2,8 @@
 
 Inputs are file patterns (local paths, globs, `gs://...`) resolved through Beam's file systems.
 Each matched file is read by one DoFn in chunks of `data.chunk_rows` records; unreadable rows
-go to the dead-letter output with their raw text.
+go to the dead-letter output with their raw text. A `bq://` input is a BigQuery table or query
+(`pipeline.bigquery`), read into the same chunks.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ def input_format(path: str, config: DataConfig) -> str:
 
 def match_inputs(pattern: str) -> list[str]:
     """Paths matching `pattern` (driver side, for checks before the job); error if none."""
+    if pattern.startswith("bq://"):  # a BigQuery table or query: one source, no files
+        return [pattern]
     metadata = FileSystems.match([pattern])[0].metadata_list
     paths = sorted(m.path for m in metadata)
     if not paths:
@@ -54,6 +57,8 @@ def match_inputs(pattern: str) -> list[str]:
 
 def input_columns(path: str, config: DataConfig) -> list[str]:
     """Column names of one input file, read from its header or metadata (driver side)."""
+    if path.startswith("bq://"):
+        return []  # known only once rows arrive (columns are then matched by name)
     fmt = input_format(path, config)
     if fmt == "csv":
         if not config.csv_has_header:
@@ -75,6 +80,10 @@ class ReadRecords(beam.PTransform):
         self._config = config
 
     def expand(self, pbegin):
+        if self._pattern.startswith("bq://"):  # same outputs, rows from BigQuery
+            from pipeline.bigquery import ReadBigQueryRecords
+
+            return pbegin | "ReadBigQuery" >> ReadBigQueryRecords(self._pattern, self._config)
         return (
             pbegin
             | "MatchFiles" >> fileio.MatchFiles(self._pattern)
@@ -203,6 +212,20 @@ class WriteTables(beam.PTransform):
             file_name_suffix=".parquet",
             num_shards=self._num_shards,
         )
+
+
+def remove_folders(parent: str, prefix: str) -> list[str]:
+    """Delete every folder directly under `parent` whose name starts with `prefix` (local or
+    remote file systems); returns the folders deleted."""
+    start = FileSystems.join(parent, prefix)
+    found = FileSystems.match([start + "*/**"])[0].metadata_list
+    names = {m.path[len(start) :].split("/")[0] for m in found if m.path.startswith(start)}
+    folders = {start + name for name in names}
+    if os.path.isdir(parent):  # local: also folders that hold only (empty) folders
+        folders |= {start + n[len(prefix) :] for n in os.listdir(parent) if n.startswith(prefix)}
+    if folders:
+        FileSystems.delete(sorted(folders))
+    return sorted(folders)
 
 
 def write_bytes(path: str, data: bytes) -> None:

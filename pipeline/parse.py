@@ -26,6 +26,10 @@ from pipeline.records import (
 )
 
 STAGE = "parse"
+# A line is read whole before it is split, so a field may be as long as its line: lift the
+# csv module's 128 KiB field limit, which would report a long but well-formed field as a
+# quoting error. (2**31 - 1: the largest value every platform's C long accepts.)
+csv.field_size_limit(2**31 - 1)
 
 
 def parse_header(line: bytes, source: str, delimiter: str) -> list[str]:

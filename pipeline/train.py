@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -16,18 +19,20 @@ from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from configs import VaepipeConfig
-from configs.loader import dump_config
+from configs.loader import dump_config, to_dict
 from pipeline import bundle as bundle_lib
 from pipeline.beam_runner import run_pipeline
 from pipeline.encoding import TabularEncoding
 from pipeline.inference import score_batches
-from pipeline.io import read_bytes, read_text
+from pipeline.io import read_bytes, read_text, write_text
 from pipeline.prepare import PreparedPaths, build_prepare_pipeline
+from vae_model.resume import resume_epoch
 
 _LOG = logging.getLogger(__name__)
 # int8 codes span +-127 steps; this many posterior standard deviations of headroom past the
 # calibration range keeps unusual (anomalous) records from clipping.
 _CODE_HEADROOM = 1.5
+PREPARED_MARKER = "PREPARED"
 
 
 @dataclass(frozen=True)
@@ -48,30 +53,26 @@ def train(
 ) -> TrainResult:
     """Run the whole training job and write a verified model bundle to `model_dir`."""
 
-    curated = _curated_schema(config)
     # The prepared data lives beside the bundle (gs:// on Dataflow, where workers write it).
+    # It stays there until the bundle is written, so a killed run can resume.
     paths = PreparedPaths(os.path.join(model_dir, "_work"))
     started = time.time()
-    echo(f"[1/4] preparing data (Beam): {input_pattern}")
-    metrics = run_pipeline(
-        lambda root: build_prepare_pipeline(root, input_pattern, config, paths, curated),
-        beam_args,
-        test_pipeline,
-    )
+    fingerprint = _fingerprint(input_pattern, config)
+    if _prepared(paths) == fingerprint:
+        echo(f"[1/4] resuming: data already prepared for {input_pattern}")
+    else:
+        _prepare(input_pattern, config, paths, fingerprint, beam_args, test_pipeline, echo)
     encoding = TabularEncoding.from_json(read_text(paths.encoding))
     rows = _split_rows(paths, encoding.layout().input_dim)
-    echo(
-        f"      rows read {metrics.get('rows_read', '?')}, dead-lettered "
-        f"{metrics.get('rows_dead_lettered', 0)}; split {rows}"
-    )
+    echo(f"      split {rows}")
     if rows["train"] == 0 or rows["calibration"] == 0:
         raise ValueError(
             f"not enough rows to train: {rows} (need rows in train and calibration splits)"
         )
 
     echo(f"[2/4] training the VAE on {rows['train']} rows ({len(encoding.columns)} features)")
-    local = tempfile.mkdtemp(prefix="vaepipe-train-")
-    model, history = _fit(paths, encoding, config, local, echo)
+    local = _local_work_dir(paths)
+    model, history = _fit(paths, encoding, config, rows["train"], local, echo)
 
     echo(f"[3/4] calibrating on {rows['calibration']} held-out rows")
     calibration, scores = _calibrate(model, paths, encoding, config)
@@ -89,12 +90,51 @@ def train(
     }
     _write_bundle(model, model_dir, parts, config.data.kind, local)
     FileSystems.delete([paths.root])
-    shutil.rmtree(local, ignore_errors=True)
+    shutil.rmtree(local, ignore_errors=True)  # no-op when it was inside paths.root
     echo(
         f"done: model bundle in {model_dir} (threshold {calibration.threshold:.3f} nats, "
         f"target FPR {calibration.target_fpr})"
     )
     return TrainResult(model_dir, history, rows, calibration.threshold)
+
+
+def _prepare(input_pattern, config, paths, fingerprint, beam_args, test_pipeline, echo) -> None:
+    """Run the Beam data job, then mark the prepared data complete (for resumed runs)."""
+    if FileSystems.exists(paths.root):  # stale or foreign prepared data: start clean
+        FileSystems.delete([paths.root])
+    echo(f"[1/4] preparing data (Beam): {input_pattern}")
+    curated = _curated_schema(config)
+    metrics = run_pipeline(
+        lambda root: build_prepare_pipeline(root, input_pattern, config, paths, curated),
+        beam_args,
+        test_pipeline,
+    )
+    echo(
+        f"      rows read {metrics.get('rows_read', '?')}, dead-lettered "
+        f"{metrics.get('rows_dead_lettered', 0)}"
+    )
+    write_text(os.path.join(paths.root, PREPARED_MARKER), fingerprint)
+
+
+def _fingerprint(input_pattern: str, config: VaepipeConfig) -> str:
+    """What the prepared data depends on: a resumed run must have asked for the same."""
+    text = json.dumps({"input": input_pattern, "config": to_dict(config)}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _prepared(paths: PreparedPaths) -> str | None:
+    marker = os.path.join(paths.root, PREPARED_MARKER)
+    return read_text(marker) if FileSystems.exists(marker) else None
+
+
+def _local_work_dir(paths: PreparedPaths) -> str:
+    """Checkpoints and the resume point: in the work folder when it is local (so a killed run
+    resumes), else a local temporary folder (Keras writes local files)."""
+    if "://" in paths.root:
+        return tempfile.mkdtemp(prefix="vaepipe-train-")
+    local = os.path.join(paths.root, "keras")
+    os.makedirs(local, exist_ok=True)
+    return local
 
 
 def _curated_schema(config: VaepipeConfig) -> schema_pb2.Schema | None:
@@ -103,21 +143,43 @@ def _curated_schema(config: VaepipeConfig) -> schema_pb2.Schema | None:
     return text_format.Parse(read_text(config.schema.schema_file), schema_pb2.Schema())
 
 
-def shard_dataset(pattern: str, input_dim: int, batch_size: int, shuffle_seed: int | None):
-    """Stream encoded shards as batches (tf.data: bounded memory, works on every backend)."""
+def shard_dataset(pattern: str, input_dim: int, batch_size: int):
+    """Stream encoded shards as batches in file order (tf.data: bounded memory, any backend)."""
+    return _blocks(pattern, input_dim).unbatch().batch(batch_size).prefetch(2)
+
+
+def epoch_dataset(
+    pattern: str, input_dim: int, batch_size: int, seed: int, first_epoch: int, epochs: int
+):
+    """Shuffled training batches for epochs `first_epoch..epochs-1`, one pass each.
+
+    Each epoch's order depends only on (seed, epoch), not on how many epochs this process
+    has run, so a resumed run sees exactly the batches an uninterrupted one would.
+    """
+
+    def one_epoch(epoch: int):
+        epoch_seed = seed * 100003 + epoch
+        blocks = _blocks(pattern, input_dim, shuffle_seed=epoch_seed).unbatch()
+        return blocks.shuffle(65536, seed=epoch_seed).batch(batch_size)
+
+    # Python-built epochs (tf.data shuffle seeds must be Python ints), chained in order.
+    # (A run killed after its last epoch resumes with nothing left to fit.)
+    datasets = [one_epoch(epoch) for epoch in range(min(first_epoch, epochs - 1), epochs)]
+    chained = datasets[0]
+    for more in datasets[1:]:
+        chained = chained.concatenate(more)
+    return chained.prefetch(2)
+
+
+def _blocks(pattern: str, input_dim: int, shuffle_seed=None):
     import tensorflow as tf
 
-    files = sorted(tf.io.gfile.glob(pattern))
-    ds = tf.data.Dataset.from_tensor_slices(files)
+    files = tf.data.Dataset.from_tensor_slices(sorted(tf.io.gfile.glob(pattern)))
     if shuffle_seed is not None:
-        ds = ds.shuffle(len(files), seed=shuffle_seed, reshuffle_each_iteration=True)
-    ds = tf.data.TFRecordDataset(ds).map(
+        files = files.shuffle(1 << 20, seed=shuffle_seed)
+    return tf.data.TFRecordDataset(files).map(
         lambda block: tf.reshape(tf.io.decode_raw(block, tf.float32), [-1, input_dim])
     )
-    ds = ds.unbatch()
-    if shuffle_seed is not None:
-        ds = ds.shuffle(65536, seed=shuffle_seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(2)
 
 
 def _shard_pattern(paths: PreparedPaths, split: str) -> str:
@@ -138,13 +200,13 @@ def _split_rows(paths: PreparedPaths, input_dim: int) -> dict:
     return counts
 
 
-def _fit(paths: PreparedPaths, encoding: TabularEncoding, config: VaepipeConfig, work: str, echo):
+def _fit(paths, encoding: TabularEncoding, config: VaepipeConfig, n_train: int, work: str, echo):
     import keras
 
     from vae_model import VAE, fit_vae
 
     keras.utils.set_random_seed(config.train.seed)
-    m = config.model
+    m, t = config.model, config.train
     model = VAE(
         layout=encoding.layout().to_config(),
         latent_dim=m.latent_dim,
@@ -154,22 +216,29 @@ def _fit(paths: PreparedPaths, encoding: TabularEncoding, config: VaepipeConfig,
         kl_warmup_epochs=m.kl_warmup_epochs,
         min_log_var=m.min_log_var,
         max_log_var=m.max_log_var,
-        seed=config.train.seed,
+        seed=t.seed,
     )
     dim = encoding.layout().input_dim
-    train_ds = shard_dataset(
-        _shard_pattern(paths, "train"), dim, config.train.batch_size, config.train.seed
+    resume_dir = os.path.join(work, "resume")
+    first_epoch = resume_epoch(resume_dir)
+    if first_epoch:
+        echo(f"      resuming training after epoch {first_epoch}")
+    train_ds = epoch_dataset(
+        _shard_pattern(paths, "train"), dim, t.batch_size, t.seed, first_epoch, t.epochs
     )
-    val_ds = shard_dataset(_shard_pattern(paths, "validation"), dim, config.train.batch_size, None)
+    val_ds = shard_dataset(_shard_pattern(paths, "validation"), dim, t.batch_size)
     history = fit_vae(
         model,
         train_ds,
         val_ds,
-        epochs=config.train.epochs,
-        learning_rate=config.train.learning_rate,
-        patience=config.train.early_stopping_patience,
+        epochs=t.epochs,
+        learning_rate=t.learning_rate,
+        patience=t.early_stopping_patience,
         checkpoint_dir=os.path.join(work, "checkpoints"),
         print_fn=echo,
+        skip_nonfinite=t.on_nonfinite == "skip_batch",
+        steps_per_epoch=math.ceil(n_train / t.batch_size),
+        resume_dir=resume_dir,
     )
     return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
@@ -178,7 +247,7 @@ def _calibrate(model, paths: PreparedPaths, encoding: TabularEncoding, config: V
     """Threshold and p-value reference from held-out scores; per-feature NLL baselines."""
     dim = encoding.layout().input_dim
     parts = {"score": [], "feature_nll": [], "z_mean": []}
-    for batch in shard_dataset(_shard_pattern(paths, "calibration"), dim, 8192, None):
+    for batch in shard_dataset(_shard_pattern(paths, "calibration"), dim, 8192):
         out = score_batches(model, batch.numpy(), config.scoring.batch_size)
         for key in parts:
             parts[key].append(out[key])
@@ -211,6 +280,4 @@ def _write_bundle(model, model_dir: str, parts: dict, data_kind: str, local: str
 
 
 def _json_bytes(data: dict) -> bytes:
-    import json
-
     return json.dumps(data, indent=1).encode()

@@ -51,9 +51,11 @@ class ValidationReport:
             out += [_drift_line(row) for row in self.drifted]
         return out
 
-    def warnings(self) -> list[str]:
+    def warnings(self, max_chars: int = 300) -> list[str]:
+        """Readable lines for logs, each cut to `max_chars` (values can be huge)."""
         lines = [f"schema anomaly: {line}" for line in self.schema_anomalies]
-        return lines + [_drift_line(row) for row in self.drifted]
+        lines += [_drift_line(row) for row in self.drifted]
+        return [line if len(line) <= max_chars else line[:max_chars] + " ..." for line in lines]
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)

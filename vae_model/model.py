@@ -71,6 +71,8 @@ class VAE(_Steps, keras.Model):
         self.min_log_var, self.max_log_var = _check_log_var_range(min_log_var, max_log_var)
         self.seed = _non_negative_int("seed", seed)
         self._score_mc_samples = 0
+        # Training-only switch (set by fit_vae, not saved): skip non-finite batches.
+        self.skip_nonfinite = False
 
         self._build_networks()
         # KL weight in [0, 1], driven by the KLWarmup callback. Starts at 1 so a plain
@@ -297,10 +299,16 @@ class VAE(_Steps, keras.Model):
         Per-record vectors (not batch means) are fed so epoch values are exact
         per-record averages even with a ragged last batch.
         """
-        self.loss_tracker.update_state(losses.weighted_negative_elbo(terms, beta))
-        self.reconstruction_tracker.update_state(terms["reconstruction_nll"])
-        self.kl_tracker.update_state(terms["kl"])
-        self.elbo_tracker.update_state(-terms["score"])
+        loss = losses.weighted_negative_elbo(terms, beta)
+        values = [loss, terms["reconstruction_nll"], terms["kl"], -terms["score"]]
+        weight = None
+        if self.skip_nonfinite:
+            # Skipped (non-finite) records must not turn the epoch means into NaN.
+            weight = ops.cast(ops.isfinite(loss), "float32")
+            values = [ops.where(weight > 0, v, ops.zeros_like(v)) for v in values]
+        trackers = self.metrics[:4]
+        for tracker, value in zip(trackers, values, strict=True):
+            tracker.update_state(value, sample_weight=weight)
         self.beta_tracker.update_state(beta)
         return {m.name: m.result() for m in self.metrics}
 

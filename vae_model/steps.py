@@ -46,7 +46,16 @@ class TensorFlowSteps:
             # precision), whose apply() unscales the gradients again.
             scaled_loss = self.optimizer.scale_loss(loss)
         grads = tape.gradient(scaled_loss, self.trainable_weights)
-        self.optimizer.apply(grads, self.trainable_weights)
+        if not self.skip_nonfinite:
+            self.optimizer.apply(grads, self.trainable_weights)
+            return self.update_trackers(terms, beta)
+
+        def apply() -> Any:
+            self.optimizer.apply(grads, self.trainable_weights)
+            return tf.constant(True)
+
+        # A non-finite batch leaves weights and optimizer state untouched (not even momentum).
+        tf.cond(_all_finite(loss, grads), apply, lambda: tf.constant(False))
         return self.update_trackers(terms, beta)
 
     def test_step(self, data: Any) -> dict[str, Any]:
@@ -78,8 +87,16 @@ class JaxSteps:
             return _stateless_scale_loss(self, loss, optimizer_vars), (terms, non_trainable)
 
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-        (_, (terms, non_trainable)), grads = grad_fn(trainable, non_trainable)
-        trainable, optimizer_vars = self.optimizer.stateless_apply(optimizer_vars, grads, trainable)
+        (loss, (terms, non_trainable)), grads = grad_fn(trainable, non_trainable)
+        new_trainable, new_optimizer_vars = self.optimizer.stateless_apply(
+            optimizer_vars, grads, trainable
+        )
+        if self.skip_nonfinite:
+            # A non-finite batch leaves weights and optimizer state untouched.
+            keep = _all_finite(loss, grads)
+            new_trainable = _select(keep, new_trainable, trainable)
+            new_optimizer_vars = _select(keep, new_optimizer_vars, optimizer_vars)
+        trainable, optimizer_vars = new_trainable, new_optimizer_vars
         logs, metrics_vars = _stateless_update_trackers(self, metrics_vars, terms, beta)
         return logs, (trainable, non_trainable, optimizer_vars, metrics_vars)
 
@@ -99,6 +116,16 @@ class JaxSteps:
             trainable, non_trainable, inputs_from_data(data), training=False
         )
         return outputs, non_trainable
+
+
+def _all_finite(loss: Any, grads: list) -> Any:
+    """True when the loss and every gradient are finite (a scalar boolean tensor)."""
+    checks = [ops.all(ops.isfinite(loss))] + [ops.all(ops.isfinite(g)) for g in grads]
+    return ops.all(ops.stack(checks))
+
+
+def _select(keep: Any, new: list, old: list) -> list:
+    return [ops.where(keep, n, o) for n, o in zip(new, old, strict=True)]
 
 
 def _state_value(model: keras.Model, variable: keras.Variable, non_trainable: list) -> Any:

@@ -11,6 +11,8 @@ from typing import Any
 
 import keras
 
+from vae_model.resume import ResumeTraining
+
 BEST_MODEL_FILENAME = "best.keras"
 # ModelCheckpoint writes here during training; promoted to best.keras only on success
 # so a diverged run never leaves a model that looks usable.
@@ -107,6 +109,8 @@ def fit_vae(
     steps_per_epoch: int | None = None,
     validation_steps: int | None = None,
     print_fn: Callable[[str], Any] | None = print,
+    skip_nonfinite: bool = False,
+    resume_dir: str | None = None,
 ) -> keras.callbacks.History:
     """Compiles and trains ``model`` with warm-up, early stopping and checkpointing.
 
@@ -131,6 +135,14 @@ def fit_vae(
         steps_per_epoch: Passed to ``fit`` (needed for infinite streams).
         validation_steps: Passed to ``fit``.
         print_fn: Where `EpochTermsLogger` writes; None disables it.
+        skip_nonfinite: If True, a batch whose loss or gradients are not finite is skipped
+            (weights and optimizer state untouched, left out of the epoch means) instead of
+            stopping training.
+        resume_dir: Local folder for the resume point (`ResumeTraining`). A run killed
+            mid-way and started again with the same arguments continues after its last
+            finished epoch; the folder is removed when training succeeds. For the same
+            result as an uninterrupted run, the data must give each epoch the same batches
+            whatever the starting epoch (see `pipeline.train.epoch_dataset`).
 
     Returns:
         The ``History`` of the run.
@@ -145,20 +157,22 @@ def fit_vae(
     # First epoch whose KL weight is final (KLWarmup reaches 1 at epoch N-1).
     start_epoch = max(0, model.kl_warmup_epochs - 1)
 
+    model.skip_nonfinite = skip_nonfinite
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate))
-    builtin = [
-        KLWarmup(),
-        keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss",
-            patience=patience,
-            restore_best_weights=True,
-            start_from_epoch=start_epoch,
-        ),
-        _WarmupAwareCheckpoint(
-            str(in_progress), monitor="val_loss", save_best_only=True, start_from_epoch=start_epoch
-        ),
-    ]
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="val_loss",
+        patience=patience,
+        restore_best_weights=True,
+        start_from_epoch=start_epoch,
+    )
+    checkpoint = _WarmupAwareCheckpoint(
+        str(in_progress), monitor="val_loss", save_best_only=True, start_from_epoch=start_epoch
+    )
+    builtin = [KLWarmup(), keras.callbacks.TerminateOnNaN(), stopper, checkpoint]
+    resume = None
+    if resume_dir is not None:
+        resume = ResumeTraining(resume_dir, stopper, checkpoint, str(in_progress))
+        builtin.append(resume)
     if print_fn is not None:
         builtin.append(EpochTermsLogger(print_fn))
     history = model.fit(
@@ -176,7 +190,8 @@ def fit_vae(
     )
     bad_epoch = _first_non_finite_epoch(history)
     if bad_epoch is not None:
-        in_progress.unlink(missing_ok=True)
+        if resume is None:  # with a resume point, its best checkpoint must stay
+            in_progress.unlink(missing_ok=True)
         raise FloatingPointError(
             f"training diverged: loss became NaN at epoch {bad_epoch}; the model was not saved"
         )
@@ -184,6 +199,9 @@ def fit_vae(
     # renaming the checkpoint: it also covers runs that never left warm-up.
     model.save(str(checkpoint_dir / BEST_MODEL_FILENAME), overwrite=True)
     in_progress.unlink(missing_ok=True)
+    if resume is not None:
+        history.history = resume.past_history  # the epochs before a resume too
+        resume.delete()
     return history
 
 
