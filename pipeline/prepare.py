@@ -14,14 +14,14 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.metrics import Metrics
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from configs.schema import VaepipeConfig
-from pipeline.column_types import ProfileColumns, apply_kinds, decide_kinds
+from pipeline.column_types import ProfileColumns, decide_kinds
 from pipeline.encoding import TabularEncoding, encoding_from_statistics
 from pipeline.io import DEAD, ReadRecords, WriteDeadLetters, write_bytes, write_text
-from pipeline.records import EncodedChunk, RecordChunk
+from pipeline.preprocess import ApplyKindsDoFn, encode_chunk
+from pipeline.records import EncodedChunk
 from pipeline.statistics import (
     ComputeStatistics,
     infer_schema,
@@ -88,7 +88,7 @@ def build_prepare_pipeline(
     kinds_view = beam.pvalue.AsSingleton(kinds)
 
     typed = chunks | "ApplyKinds" >> beam.ParDo(
-        _ApplyKindsDoFn(config.data.exclude_columns), kinds_view
+        ApplyKindsDoFn(config.data.exclude_columns), kinds_view
     ).with_outputs(DEAD, main="typed")
     options = stats_options(config.schema.max_vocabulary, schema=curated_schema)
     stats = typed.typed | "ComputeStatistics" >> ComputeStatistics(kinds_view, options)
@@ -101,7 +101,7 @@ def build_prepare_pipeline(
     _write_artifacts(stats, encoding, kinds_view, curated_schema, paths)
 
     encoded = typed.typed | "Encode" >> beam.Map(
-        _encode, beam.pvalue.AsSingleton(encoding), tuple(config.data.exclude_columns)
+        encode_chunk, beam.pvalue.AsSingleton(encoding), tuple(config.data.exclude_columns)
     )
     for split in SPLITS:
         _ = (
@@ -117,22 +117,6 @@ def build_prepare_pipeline(
         | "AllDeadLetters" >> beam.Flatten()
         | ("WriteDeadLetters" >> WriteDeadLetters(paths.dead_letter))
     )
-
-
-class _ApplyKindsDoFn(beam.DoFn):
-    """Typed chunks out, rows whose values do not fit their column's kind to dead letters."""
-
-    def __init__(self, exclude: tuple[str, ...]):
-        self._exclude = exclude
-        self._dead = Metrics.counter("vaepipe", "rows_dead_lettered")
-
-    def process(self, chunk: RecordChunk, kinds: dict) -> Iterator:
-        typed, dead = apply_kinds(chunk, kinds, self._exclude)
-        self._dead.inc(len(dead))
-        for letter in dead:
-            yield beam.pvalue.TaggedOutput(DEAD, letter)
-        if typed is not None:
-            yield typed
 
 
 def _derive_encoding(stats, kinds: dict, profiles: dict, max_vocabulary: int) -> TabularEncoding:
@@ -162,17 +146,6 @@ def _write_artifacts(stats, encoding, kinds_view, curated_schema, paths: Prepare
 
 def _infer_schema(stats, kinds: dict) -> schema_pb2.Schema:
     return infer_schema(stats, kinds)
-
-
-def _encode(chunk: RecordChunk, encoding: TabularEncoding, exclude: tuple) -> EncodedChunk:
-    present = [c for c in exclude if c in chunk.frame.columns]
-    return EncodedChunk(
-        source=chunk.source,
-        record_ids=chunk.record_ids,
-        raw=chunk.raw,
-        inputs=encoding.encode(chunk.frame),
-        passthrough=chunk.frame[present],
-    )
 
 
 def _rows_of_split(chunk: EncodedChunk, split: str, train_config) -> Iterator[bytes]:

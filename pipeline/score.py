@@ -26,7 +26,6 @@ from pipeline import postprocess
 from pipeline.beam_runner import run_pipeline
 from pipeline.bigquery import BigQueryOutput
 from pipeline.bundle import Bundle, BundleError, check_columns, load_bundle
-from pipeline.column_types import apply_kinds
 from pipeline.inference import BundleModelHandler, ScoredChunk
 from pipeline.io import (
     DEAD,
@@ -38,7 +37,7 @@ from pipeline.io import (
     match_inputs,
     write_text,
 )
-from pipeline.records import EncodedChunk, RecordChunk
+from pipeline.preprocess import ApplyKindsDoFn, encode_chunk
 from pipeline.validation import (
     VALIDATION_REPORT,
     ValidateBatch,
@@ -86,7 +85,7 @@ def _read_and_type(root, input_pattern: str, bundle: Bundle, config: VaepipeConf
     exclude = tuple(config.data.exclude_columns)
     read = root | "ReadRecords" >> ReadRecords(input_pattern, config.data)
     typed = read.records | "ApplyKinds" >> beam.ParDo(
-        _ApplyKindsDoFn(bundle.encoding.kinds, exclude)
+        ApplyKindsDoFn(exclude, bundle.encoding.kinds)
     ).with_outputs(DEAD, main="typed")
     return typed.typed, [read[DEAD], typed[DEAD]]
 
@@ -119,7 +118,7 @@ def build_score_pipeline(
     _ = typed | "ValidateBatch" >> ValidateBatch(bundle, config, staging)
     scored = (
         typed
-        | "Encode" >> beam.Map(_encode, bundle.encoding, exclude)
+        | "Encode" >> beam.Map(encode_chunk, bundle.encoding, exclude)
         | "RunInference"
         >> RunInference(
             BundleModelHandler(
@@ -148,32 +147,6 @@ def build_score_pipeline(
         (*dead, outputs[DEAD])
         | "AllDeadLetters" >> beam.Flatten()
         | ("WriteDeadLetters" >> dead_sink)
-    )
-
-
-class _ApplyKindsDoFn(beam.DoFn):
-    def __init__(self, kinds: dict, exclude: tuple):
-        self._kinds = kinds
-        self._exclude = exclude
-        self._dead = Metrics.counter("vaepipe", "rows_dead_lettered")
-
-    def process(self, chunk: RecordChunk) -> Iterator:
-        typed, dead = apply_kinds(chunk, self._kinds, self._exclude)
-        self._dead.inc(len(dead))
-        for letter in dead:
-            yield beam.pvalue.TaggedOutput(DEAD, letter)
-        if typed is not None:
-            yield typed
-
-
-def _encode(chunk: RecordChunk, encoding, exclude: tuple) -> EncodedChunk:
-    present = [c for c in exclude if c in chunk.frame.columns]
-    return EncodedChunk(
-        chunk.source,
-        chunk.record_ids,
-        chunk.raw,
-        encoding.encode(chunk.frame),
-        chunk.frame[present],
     )
 
 
