@@ -12,21 +12,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from common import SHARED_DATA, read_by_id, vaepipe_score, vaepipe_train
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.neighbors import NearestNeighbors
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "nsl_kdd"
+DEFAULT_DATA = SHARED_DATA / "nsl_kdd"
 NOT_FEATURES = ("id", "label", "difficulty")
+CATEGORICAL = ("protocol_type", "service", "flag")
+EXCLUDE_SET = "data.exclude_columns=[label, difficulty]"
 
 
 def load(data_dir: Path) -> pd.DataFrame:
@@ -47,35 +47,21 @@ def split(frame: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def run_vaepipe(
     train: pd.DataFrame, test: pd.DataFrame, work: Path, seed: int, overrides: list[str]
-) -> tuple:
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Train on `train`, score `test` through the CLI: (scores, flags, train seconds)."""
     train.to_csv(work / "train.csv", index=False)
     test.to_csv(work / "test.csv", index=False)
-    common = ["--set", "data.id_column=id", "--set", "data.exclude_columns=[label, difficulty]",
-              "--set", f"train.seed={seed}"]  # fmt: skip
-    common += [arg for item in overrides for arg in ("--set", item)]
-    cli = [sys.executable, "-m", "pipeline.cli"]
-    started = time.time()
-    _run(cli + ["train", "--config", str(ROOT / "configs" / "tabular.yaml"), "--input",
-                str(work / "train.csv"), "--output", str(work / "model")] + common)  # fmt: skip
-    trained = time.time()
-    _run(cli + ["score", "--model", str(work / "model"), "--input", str(work / "test.csv"),
-                "--output", str(work / "scores")])  # fmt: skip
-    flags = pd.read_parquet(work / "scores" / "flags")
-    flags["id"] = flags.record_id.astype(int)
-    flags = flags.set_index("id").loc[test.id]
-    return flags.score.to_numpy(), flags.is_anomaly.to_numpy(), trained - started
-
-
-def _run(command: list[str]) -> None:
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-4000:]}")
+    sets = ["data.id_column=id", EXCLUDE_SET, f"train.seed={seed}", *overrides]
+    seconds = vaepipe_train(work / "train.csv", work / "model", sets)
+    vaepipe_score(work / "model", work / "test.csv", work / "scores")
+    flags = read_by_id(work / "scores" / "flags", test.id)
+    return flags.score.to_numpy(), flags.is_anomaly.to_numpy(), seconds
 
 
 def peer_features(train: pd.DataFrame, test: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """One-hot categories + standardised log1p numbers: the usual hand preprocessing."""
     both = pd.concat([train, test]).drop(columns=list(NOT_FEATURES))
-    both = pd.get_dummies(both, columns=["protocol_type", "service", "flag"], dtype=float)
+    both = pd.get_dummies(both, columns=list(CATEGORICAL), dtype=float)
     both = np.log1p(both.clip(lower=0))
     values = both.to_numpy(dtype=np.float64)
     fit = values[: len(train)]
