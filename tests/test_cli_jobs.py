@@ -102,3 +102,18 @@ def test_normal_batch_raises_no_drift_or_flag_rate_alarm(model_dir, data_dir, tm
     summary = json.loads((out / "summary.json").read_text())
     assert summary["drifted_features"] == []
     assert summary["flag_rate_alarm"] is None
+
+
+def test_bundle_config_with_a_retired_key_still_scores(model_dir, data_dir, tmp_path, capsys):
+    """A bundle written by a version with a config key this one dropped is still usable."""
+    from pipeline.bundle import write_manifest
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(model_dir, copy)
+    config = copy / "config.yaml"
+    config.write_text(config.read_text().replace("train:\n", "train:\n  shard_rows: 65536\n", 1))
+    write_manifest(str(copy), "tabular")  # a consistent bundle, as that version wrote it
+    args = ["score", "--model", str(copy), "--input", str(data_dir / "normal.csv"),
+            "--output", str(tmp_path / "out")]  # fmt: skip
+    assert main(args) == 0
+    assert "ignoring retired config key train.shard_rows" in capsys.readouterr().out
