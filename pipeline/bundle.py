@@ -95,11 +95,6 @@ class Bundle:
     calibration_scores: np.ndarray
     manifest: dict
 
-    def p_values(self, scores: np.ndarray) -> np.ndarray:
-        """Fraction of calibration scores at or above each score."""
-        below = np.searchsorted(self.calibration_scores, scores, side="left")
-        return (len(self.calibration_scores) - below) / len(self.calibration_scores)
-
 
 def package_versions() -> dict[str, str]:
     versions = {}
@@ -213,7 +208,7 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def check_columns(bundle: Bundle, columns: list[str], source: str, optional: set | None = None):
+def check_columns(bundle: Bundle, columns: list[str], source: str) -> None:
     """Refuse input that lacks a column the model was trained on (naming file and columns)."""
     missing = [c for c in bundle.encoding.columns if c not in columns]
     if missing:

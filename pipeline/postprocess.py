@@ -17,6 +17,12 @@ import pyarrow as pa
 CODE_METADATA_KEY = b"vaepipe.code"
 
 
+def p_values(sorted_calibration: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Fraction of calibration scores at or above each score (the calibration sorted ascending)."""
+    below = np.searchsorted(sorted_calibration, scores, side="left")
+    return (len(sorted_calibration) - below) / len(sorted_calibration)
+
+
 def flags_schema(top_features: int, passthrough: Sequence[str]) -> pa.Schema:
     fields = [
         ("record_id", pa.string()),

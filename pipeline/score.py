@@ -174,8 +174,7 @@ class _ToOutputsDoFn(beam.DoFn):
         chunk, terms = scored.chunk, scored.terms
         if len(chunk) == 0:
             return
-        below = np.searchsorted(self._scores, terms["score"], side="left")
-        p_values = (len(self._scores) - below) / len(self._scores)
+        p_values = postprocess.p_values(self._scores, terms["score"])
         flags = postprocess.flags_table(
             chunk.record_ids,
             terms,
