@@ -11,7 +11,10 @@ Model (all three): packed input [B, 128] (64 numeric values + their observed mas
 128-256-128 -> 16 means + 16 log-variances, decoder 16-128-256 -> 64 means + 64 log-variances
 (Gaussian likelihood, log-variances clamped to [-6, 6]), loss = masked NLL + KL, Adam 1e-3.
 Throughput = rows per second over the steady epochs (the first epoch, with compilation, is not
-counted). Keras is also run with `steps_per_execution` > 1 (several steps per compiled call).
+counted). vaepipe's VAE runs three ways: Keras' `fit` (host-fed batches) with one step per
+compiled call, `fit` with `steps_per_execution` > 1 (the VAE fuses those steps in one lax.scan),
+and `vae_model.resident.fit_resident` (rows on the device, each epoch one compiled call). The
+hand-written JAX step runs one jitted call per step, and with the whole epoch in one lax.scan.
 
     python benchmarks/gpu_train.py                      # batch sizes 1,024, 8,192 and 65,536
     python benchmarks/gpu_train.py --quick              # tiny sizes, any machine (CPU is fine)
@@ -20,11 +23,13 @@ counted). Keras is also run with `steps_per_execution` > 1 (several steps per co
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,7 +53,8 @@ def synthetic(rows: int, seed: int = 0) -> np.ndarray:
     factors = rng.standard_normal((rows, 8)).astype(np.float32)
     mixing = rng.standard_normal((8, FEATURES)).astype(np.float32) / np.sqrt(8)
     values = factors @ mixing + 0.3 * rng.standard_normal((rows, FEATURES)).astype(np.float32)
-    return np.concatenate([values, np.ones_like(values)], axis=1)
+    # float32 at the end: under NumPy 2's promotion rules a float64 scalar upcasts the array.
+    return np.concatenate([values, np.ones_like(values)], axis=1).astype(np.float32)
 
 
 def steady_rows_per_s(epoch_ends: list[float], rows: int) -> float:
@@ -59,8 +65,7 @@ def steady_rows_per_s(epoch_ends: list[float], rows: int) -> float:
 
 
 # ---------------------------------------------------------------- vaepipe's VAE (Keras on JAX)
-def keras_vae(x: np.ndarray, batch: int, epochs: int, steps_per_execution: int) -> float:
-    """vae_model.VAE trained with Keras' own fit loop on the JAX backend."""
+def _vaepipe_model(steps_per_execution: int = 1):
     import keras
 
     from vae_model import VAE, FeatureLayout
@@ -72,10 +77,41 @@ def keras_vae(x: np.ndarray, batch: int, epochs: int, steps_per_execution: int) 
     model.compile(
         optimizer=keras.optimizers.Adam(LEARNING_RATE), steps_per_execution=steps_per_execution
     )
+    return model
+
+
+def _epoch_clock(ends: list[float]):
+    """A callback recording epoch end times, after the epoch's work really finished."""
+    import keras
+
+    def on_epoch_end(epoch, logs):
+        float(logs["loss"])  # JAX dispatches asynchronously: wait for the epoch's result
+        ends.append(time.perf_counter())
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)
+
+
+def keras_vae(x: np.ndarray, batch: int, epochs: int, steps_per_execution: int) -> float:
+    """vae_model.VAE trained with Keras' own fit loop (host-fed batches) on the JAX backend.
+
+    With steps_per_execution > 1 the VAE's train function runs that many steps in one
+    compiled lax.scan (vae_model.steps.JaxSteps.make_train_function).
+    """
+    model = _vaepipe_model(steps_per_execution)
     ends = [time.perf_counter()]
-    clock = keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: ends.append(time.perf_counter()))
-    model.fit(x, batch_size=batch, epochs=epochs + 1, verbose=0, callbacks=[clock])
+    model.fit(x, batch_size=batch, epochs=epochs + 1, verbose=0, callbacks=[_epoch_clock(ends)])
     return steady_rows_per_s(ends, len(x))
+
+
+def keras_vae_resident(x: np.ndarray, batch: int, epochs: int) -> float:
+    """vae_model.VAE trained by vae_model.resident.fit_resident: rows on the device, each
+    epoch one compiled call (a lax.scan over the VAE's own train_step)."""
+    from vae_model.resident import fit_resident
+
+    model = _vaepipe_model()
+    ends = [time.perf_counter()]
+    fit_resident(model, x, batch_size=batch, epochs=epochs + 1, callbacks=[_epoch_clock(ends)])
+    return steady_rows_per_s(ends, (len(x) // batch) * batch)
 
 
 # ------------------------------------------------------------------- hand-written JAX (jit)
@@ -121,8 +157,8 @@ def _jax_loss(params: dict, x, key):
     return jnp.mean(jnp.sum(nll * mask, axis=-1) + kl)
 
 
-def _jax_step() -> Callable:
-    """One jitted Adam step: (params, m, v, t, x, key) -> (params, m, v, loss)."""
+def _adam_step() -> Callable:
+    """One Adam step, not compiled: (params, m, v, t, x, key) -> (params, m, v, loss)."""
     import jax
     import jax.numpy as jnp
 
@@ -138,7 +174,14 @@ def _jax_step() -> Callable:
         )
         return params, m, v, loss
 
-    return jax.jit(step, donate_argnums=(0, 1, 2))
+    return step
+
+
+def _jax_step() -> Callable:
+    """The Adam step, jitted, its state buffers donated."""
+    import jax
+
+    return jax.jit(_adam_step(), donate_argnums=(0, 1, 2))
 
 
 def jax_hand(x: np.ndarray, batch: int, epochs: int) -> float:
@@ -159,6 +202,40 @@ def jax_hand(x: np.ndarray, batch: int, epochs: int) -> float:
             key, noise = jax.random.split(key)
             t += 1
             params, m, v, loss = step(params, m, v, t, shuffled[i * batch : (i + 1) * batch], noise)
+        loss.block_until_ready()
+        ends.append(time.perf_counter())
+    return steady_rows_per_s(ends, steps * batch)
+
+
+def jax_hand_fused(x: np.ndarray, batch: int, epochs: int) -> float:
+    """The hand-written step with the whole epoch fused in one jitted lax.scan."""
+    import jax
+    import jax.numpy as jnp
+
+    step, steps = _adam_step(), len(x) // batch
+
+    def epoch(carry, data, key):
+        params, m, v, t = carry
+        shuffle, key = jax.random.split(key)
+        order = jax.random.permutation(shuffle, data.shape[0])[: steps * batch]
+        batches = data[order].reshape(steps, batch, data.shape[1])
+
+        def body(carry, xb):
+            params, m, v, t, key = carry
+            key, noise = jax.random.split(key)
+            params, m, v, loss = step(params, m, v, t + 1, xb, noise)
+            return (params, m, v, t + 1, key), loss
+
+        (params, m, v, t, _), losses = jax.lax.scan(body, (params, m, v, t, key), batches)
+        return (params, m, v, t), losses[-1]
+
+    run = jax.jit(epoch, donate_argnums=0)
+    params = _jax_params()
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    carry = (params, zeros, jax.tree_util.tree_map(jnp.zeros_like, params), jnp.float32(0))
+    data, key, ends = jnp.asarray(x), jax.random.PRNGKey(1), [time.perf_counter()]
+    for e in range(epochs + 1):
+        carry, loss = run(carry, data, jax.random.fold_in(key, e))
         loss.block_until_ready()
         ends.append(time.perf_counter())
     return steady_rows_per_s(ends, steps * batch)
@@ -243,10 +320,11 @@ def table(rows: list[dict]) -> str:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1024, 8192, 65536])
-    parser.add_argument("--rows", type=int, default=524_288, help="rows per epoch")
+    parser.add_argument("--rows", type=int, default=1_048_576, help="rows per epoch")
     parser.add_argument("--epochs", type=int, default=5, help="timed epochs (after one warm-up)")
     parser.add_argument("--steps-per-execution", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--no-torch", dest="torch", action="store_false")
+    parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--quick", action="store_true", help="8,192 rows, batches 256 and 1,024")
     args = parser.parse_args()
     if args.quick:
@@ -255,27 +333,49 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def methods(args: argparse.Namespace) -> dict[str, Callable[[np.ndarray, int], float]]:
+    """Column title -> f(x, batch) giving training rows/s."""
+    table: dict[str, Callable[[np.ndarray, int], float]] = {}
+    for spe in args.steps_per_execution:
+        table[f"vaepipe VAE: Keras fit, spe={spe}"] = lambda x, b, spe=spe: keras_vae(
+            x, b, args.epochs, spe
+        )
+    table["vaepipe VAE: fit_resident"] = lambda x, b: keras_vae_resident(x, b, args.epochs)
+    table["hand-written JAX (jit step)"] = lambda x, b: jax_hand(x, b, args.epochs)
+    table["hand-written JAX (epoch in lax.scan)"] = lambda x, b: jax_hand_fused(x, b, args.epochs)
+    if args.torch:
+        table["PyTorch eager"] = lambda x, b: torch_eager(x, b, args.epochs)
+    return table
+
+
+def measure(run: Callable[[], float]) -> float | str:
+    """Runs one measurement; a failure is reported in the table instead of ending the run."""
+    try:
+        return run()
+    except Exception as err:  # noqa: BLE001: one broken method must not lose the others
+        traceback.print_exc()
+        return f"failed: {type(err).__name__}"
+
+
 def main() -> None:
     args = parse_args()
     if os.environ.get("KERAS_BACKEND", "jax") != "jax":
         sys.exit("gpu_train.py runs Keras on JAX: unset KERAS_BACKEND or set it to jax")
     os.environ["KERAS_BACKEND"] = "jax"
     sys.path.insert(0, str(ROOT))
-    print(f"machine: {platform.node()}, {os.cpu_count()} CPU cores; {devices()}")
+    print(f"machine: {platform.node()}, {os.cpu_count()} CPU cores; {devices()}", flush=True)
     x = synthetic(args.rows)
     rows = []
     for batch in args.batch_sizes:
         row: dict = {"batch": f"{batch:,}"}
-        for spe in args.steps_per_execution:
-            row[f"vaepipe VAE (Keras/JAX, spe={spe})"] = keras_vae(x, batch, args.epochs, spe)
-        row["hand-written JAX (jit)"] = jax_hand(x, batch, args.epochs)
-        if args.torch:
-            row["PyTorch eager"] = torch_eager(x, batch, args.epochs)
+        for name, run in methods(args).items():
+            row[name] = measure(lambda run=run, batch=batch: run(x, batch))
+            print(f"batch {batch:,}: {name}: {row[name]}", file=sys.stderr, flush=True)
         rows.append(row)
-        done = ", ".join(f"{k} {v:,.0f}" for k, v in row.items() if k != "batch")
-        print(f"batch {batch}: {done}", file=sys.stderr, flush=True)
     print(f"\ntraining rows/s, {args.rows:,} rows per epoch, median of {args.epochs} epochs:\n")
     print(table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"devices": devices(), "rows": rows}, indent=1))
     leaked = forbidden_imports()
     print(f"\nforbidden modules imported: {leaked or 'none'}")
     if leaked:

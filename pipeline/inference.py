@@ -61,6 +61,7 @@ class BundleModelHandler(ModelHandler[EncodedChunk, ScoredChunk, Any]):
     def load_model(self):
         from pipeline.bundle import load_bundle
 
+        _exact_float32_on_tensorflow()
         bundle = load_bundle(self._model_dir)
         bundle.model.score_mc_samples = self._mc_samples
         return bundle
@@ -126,3 +127,17 @@ def _subset(chunk: EncodedChunk, rows: np.ndarray) -> EncodedChunk:
 
 def _dead(chunk: EncodedChunk, row: int, reason: str, message: str) -> DeadLetter:
     return DeadLetter(chunk.record_ids[row], chunk.source, STAGE, reason, message, chunk.raw[row])
+
+
+def _exact_float32_on_tensorflow() -> None:
+    """Turns TF32 off in a TensorFlow scoring worker (see `vae_model.model.exact_float32_matmuls`).
+
+    TensorFlow runs float32 matmuls as TF32 on Ampere and newer GPUs, which makes a record's
+    score depend on its batch; the switch is process-wide, so it is set where scoring starts.
+    """
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_tensor_float_32_execution(False)

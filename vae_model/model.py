@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import numbers
 from collections.abc import Mapping, Sequence
@@ -254,6 +255,10 @@ class VAE(_Steps, keras.Model):
         return _outputs(terms, z_mean)
 
     def _deterministic_terms(self, x: Any, mc_samples: int) -> dict[str, Any]:
+        with exact_float32_matmuls():
+            return self._deterministic_terms_inner(x, mc_samples)
+
+    def _deterministic_terms_inner(self, x: Any, mc_samples: int) -> dict[str, Any]:
         z_mean, z_log_var = self.encode(x)
         kl = losses.kl_standard_normal(z_mean, z_log_var)
         if mc_samples == 0:
@@ -330,6 +335,22 @@ class VAE(_Steps, keras.Model):
             }
         )
         return config
+
+
+def exact_float32_matmuls() -> contextlib.AbstractContextManager:
+    """Full float32 matrix products while tracing the scoring path (JAX backend).
+
+    On NVIDIA GPUs JAX runs float32 matmuls as TF32 by default (a 10-bit mantissa); the
+    rounding then depends on the kernel a batch size selects, so a record's score changed
+    with the batch it was scored in (about 1e-3 relative on an H100). Scores are compared
+    with a calibrated threshold and must not. Training keeps the fast default. For the
+    TensorFlow backend the scoring worker switches TF32 off (`pipeline.inference`).
+    """
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.default_matmul_precision("highest")
+    return contextlib.nullcontext()
 
 
 def _outputs(terms: Mapping[str, Any], z_mean: Any) -> dict[str, Any]:

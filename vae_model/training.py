@@ -11,6 +11,7 @@ from typing import Any
 
 import keras
 
+from vae_model.resident import fit_resident
 from vae_model.resume import ResumeTraining
 
 BEST_MODEL_FILENAME = "best.keras"
@@ -111,6 +112,8 @@ def fit_vae(
     print_fn: Callable[[str], Any] | None = print,
     skip_nonfinite: bool = False,
     resume_dir: str | None = None,
+    steps_per_execution: int = 1,
+    device_resident: bool = False,
 ) -> keras.callbacks.History:
     """Compiles and trains ``model`` with warm-up, early stopping and checkpointing.
 
@@ -143,6 +146,11 @@ def fit_vae(
             finished epoch; the folder is removed when training succeeds. For the same
             result as an uninterrupted run, the data must give each epoch the same batches
             whatever the starting epoch (see `pipeline.train.epoch_dataset`).
+        steps_per_execution: Training steps per compiled call (on JAX they run fused in one
+            ``lax.scan``, see `JaxSteps.make_train_function`).
+        device_resident: JAX only: put the (numpy) training rows on the device and run each
+            epoch as one compiled call (`vae_model.resident.fit_resident`); ``batch_size``
+            is required and callbacks run once per epoch.
 
     Returns:
         The ``History`` of the run.
@@ -158,7 +166,10 @@ def fit_vae(
     start_epoch = max(0, model.kl_warmup_epochs - 1)
 
     model.skip_nonfinite = skip_nonfinite
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate))
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        steps_per_execution=steps_per_execution,
+    )
     stopper = keras.callbacks.EarlyStopping(
         monitor="val_loss",
         patience=patience,
@@ -175,19 +186,32 @@ def fit_vae(
         builtin.append(resume)
     if print_fn is not None:
         builtin.append(EpochTermsLogger(print_fn))
-    history = model.fit(
-        train_data,
-        validation_data=val_data,
-        epochs=epochs,
-        batch_size=batch_size,
-        steps_per_epoch=steps_per_epoch,
-        validation_steps=validation_steps,
-        callbacks=builtin + list(callbacks),
-        verbose=verbose,
-        # tf.data pipelines shuffle themselves (Keras warns if asked to); arrays and
-        # PyDatasets get Keras' per-epoch shuffling.
-        shuffle=not _is_tf_dataset(train_data),
-    )
+    if device_resident:
+        if batch_size is None:
+            raise ValueError("device_resident training needs batch_size")
+        history = fit_resident(
+            model,
+            train_data,
+            batch_size=batch_size,
+            epochs=epochs,
+            validation_data=val_data,
+            callbacks=builtin + list(callbacks),
+            seed=model.seed,
+        )
+    else:
+        history = model.fit(
+            train_data,
+            validation_data=val_data,
+            epochs=epochs,
+            batch_size=batch_size,
+            steps_per_epoch=steps_per_epoch,
+            validation_steps=validation_steps,
+            callbacks=builtin + list(callbacks),
+            verbose=verbose,
+            # tf.data pipelines shuffle themselves (Keras warns if asked to); arrays and
+            # PyDatasets get Keras' per-epoch shuffling.
+            shuffle=not _is_tf_dataset(train_data),
+        )
     bad_epoch = _first_non_finite_epoch(history)
     if bad_epoch is not None:
         if resume is None:  # with a resume point, its best checkpoint must stay

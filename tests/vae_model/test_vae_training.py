@@ -78,7 +78,7 @@ def test_divergence_raises_and_saves_nothing(layout, records, tmp_path):
 
 
 def _tf_dataset(x):
-    import tensorflow as tf
+    tf = pytest.importorskip("tensorflow", reason="tf.data input needs TensorFlow installed")
 
     return tf.data.Dataset.from_tensor_slices(x).batch(50)
 
