@@ -18,7 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from configs import VaepipeConfig
+from configs import ConfigError, VaepipeConfig
 from configs.loader import dump_config, to_dict
 from pipeline import bundle as bundle_lib
 from pipeline.beam_runner import run_pipeline
@@ -52,7 +52,8 @@ def train(
     echo: Callable[[str], None] = print,
 ) -> TrainResult:
     """Run the whole training job and write a verified model bundle to `model_dir`."""
-
+    if config.train.device_resident:
+        _check_resident_backend()  # before the data job, not after it
     # The prepared data lives beside the bundle (gs:// on Dataflow, where workers write it).
     # It stays there until the bundle is written, so a killed run can resume.
     paths = PreparedPaths(os.path.join(model_dir, "_work"))
@@ -223,24 +224,50 @@ def _fit(paths, encoding: TabularEncoding, config: VaepipeConfig, n_train: int, 
     first_epoch = resume_epoch(resume_dir)
     if first_epoch:
         echo(f"      resuming training after epoch {first_epoch}")
-    train_ds = epoch_dataset(
-        _shard_pattern(paths, "train"), dim, t.batch_size, t.seed, first_epoch, t.epochs
-    )
-    val_ds = shard_dataset(_shard_pattern(paths, "validation"), dim, t.batch_size)
+    if t.device_resident:
+        train_data = _load_split(paths, "train", dim)
+        val_data = _load_split(paths, "validation", dim)
+    else:
+        train_data = epoch_dataset(
+            _shard_pattern(paths, "train"), dim, t.batch_size, t.seed, first_epoch, t.epochs
+        )
+        val_data = shard_dataset(_shard_pattern(paths, "validation"), dim, t.batch_size)
     history = fit_vae(
         model,
-        train_ds,
-        val_ds,
+        train_data,
+        val_data,
         epochs=t.epochs,
         learning_rate=t.learning_rate,
         patience=t.early_stopping_patience,
         checkpoint_dir=os.path.join(work, "checkpoints"),
         print_fn=echo,
         skip_nonfinite=t.on_nonfinite == "skip_batch",
-        steps_per_epoch=math.ceil(n_train / t.batch_size),
+        # Streams need the epoch length; resident rows are batched by fit_resident.
+        steps_per_epoch=None if t.device_resident else math.ceil(n_train / t.batch_size),
+        batch_size=t.batch_size if t.device_resident else None,
         resume_dir=resume_dir,
+        steps_per_execution=t.steps_per_execution,
+        device_resident=t.device_resident,
     )
     return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def _check_resident_backend() -> None:
+    import keras
+
+    if keras.backend.backend() != "jax":
+        raise ConfigError(
+            "train.device_resident needs the JAX backend (KERAS_BACKEND=jax). "
+            f"Received: backend={keras.backend.backend()}"
+        )
+
+
+def _load_split(paths: PreparedPaths, split: str, input_dim: int) -> np.ndarray:
+    """All packed rows of one split as a float32 matrix (for device-resident training)."""
+    blocks = [block.numpy() for block in _blocks(_shard_pattern(paths, split), input_dim)]
+    if not blocks:
+        return np.zeros((0, input_dim), np.float32)
+    return np.concatenate(blocks).astype(np.float32, copy=False)
 
 
 def _calibrate(model, paths: PreparedPaths, encoding: TabularEncoding, config: VaepipeConfig):

@@ -157,13 +157,16 @@ def test_every_subcommand_has_help(command, capsys):
     assert "--set" in capsys.readouterr().out
 
 
-def test_train_and_score_on_the_jax_backend(data_dir, tmp_path):
-    """The same CLI job on KERAS_BACKEND=jax (a subprocess: the backend is fixed at import)."""
+@pytest.mark.parametrize("resident", [False, True], ids=["streamed", "device_resident"])
+def test_train_and_score_on_the_jax_backend(data_dir, tmp_path, resident):
+    """The same CLI job on KERAS_BACKEND=jax (a subprocess: the backend is fixed at import),
+    with the rows streamed from the shards or held in device memory (train.device_resident)."""
     env = {**os.environ, "KERAS_BACKEND": "jax"}
     model = tmp_path / "jax_model"
     train = [sys.executable, "-m", "pipeline.cli", "train", "--input",
              str(data_dir / "train.csv"), "--output", str(model)] + TRAIN_SETTINGS  # fmt: skip
     train = [a if a != "train.epochs=30" else "train.epochs=3" for a in train]
+    train += ["--set", f"train.device_resident={str(resident).lower()}"]
     done = subprocess.run(train, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "elbo=" in done.stdout
@@ -171,4 +174,13 @@ def test_train_and_score_on_the_jax_backend(data_dir, tmp_path):
              str(data_dir / "normal.csv"), "--output", str(tmp_path / "out")]  # fmt: skip
     done = subprocess.run(score, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert len(pd.read_parquet(tmp_path / "out" / "flags")) == 2000
+    flags = pd.read_parquet(tmp_path / "out" / "flags")
+    assert len(flags) == 2000
+    assert 0 < flags["is_anomaly"].mean() < 0.2  # a trained model, not an untrained one
+
+
+def test_device_resident_training_refuses_tensorflow(data_dir, tmp_path, capsys):
+    args = ["train", "--input", str(data_dir / "train.csv"), "--output", str(tmp_path / "m")]
+    args += TRAIN_SETTINGS + ["--set", "train.device_resident=true"]
+    assert main(args) == 2
+    assert "train.device_resident needs the JAX backend" in capsys.readouterr().err
