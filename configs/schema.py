@@ -12,6 +12,8 @@ DATA_KINDS = ("tabular",)
 FORMATS = ("auto", "csv", "parquet", "tfrecord")
 ON_ANOMALY = ("warn", "fail")
 CODE_DTYPES = ("int8", "float16", "float32")
+NUMERIC_VARIANCES = ("record", "feature", "fixed")  # vae_model.model.NUMERIC_VARIANCES
+NUMERIC_SCALINGS = ("iqr", "std")  # pipeline.encoding.NUMERIC_SCALINGS
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class DataConfig:
     csv_delimiter: str = ","
     categorical_columns: tuple[str, ...] = ()
     numeric_columns: tuple[str, ...] = ()
+    numeric_scaling: str = "iqr"
     chunk_rows: int = 4096
     bigquery_query: str | None = None
     partition: str | None = None
@@ -34,6 +37,7 @@ class DataConfig:
     def validate(self) -> None:
         _check_choice("data.kind", self.kind, DATA_KINDS)
         _check_choice("data.format", self.format, FORMATS)
+        _check_choice("data.numeric_scaling", self.numeric_scaling, NUMERIC_SCALINGS)
         _check_positive("data.chunk_rows", self.chunk_rows)
         if len(self.csv_delimiter) != 1:
             raise ConfigError(
@@ -92,9 +96,11 @@ class ModelConfig:
     kl_warmup_epochs: int = 5
     min_log_var: float = -6.0
     max_log_var: float = 6.0
+    numeric_variance: str = "record"
 
     def validate(self) -> None:
         _check_positive("model.latent_dim", self.latent_dim)
+        _check_choice("model.numeric_variance", self.numeric_variance, NUMERIC_VARIANCES)
         if not self.hidden_units or any(u <= 0 for u in self.hidden_units):
             raise ConfigError(
                 f"model.hidden_units must be positive integers. Received: {list(self.hidden_units)}"

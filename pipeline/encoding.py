@@ -1,9 +1,13 @@
 """The tabular encoding: records <-> the packed model input, derived from TFDV statistics.
 
-Numbers: z = asinh((x - median) / scale), scale = IQR / 1.349 (the standard deviation of a
-normal with that IQR), falling back to the standard deviation, then 1 for constant columns.
-asinh is linear near the median and logarithmic in the tails, so heavy-tailed columns (byte
-counts, durations) stay in a range a Gaussian can model, and it is exactly invertible.
+Numbers: z = asinh((x - median) / scale), where `data.numeric_scaling` picks the scale: `std`,
+the standard deviation, or `iqr`, IQR / 1.349 (the standard deviation of a normal with that IQR)
+falling back to the standard deviation; 1 for constant columns. asinh is linear near the median
+and logarithmic in the tails, so heavy-tailed columns (byte counts, durations) stay in a range
+a Gaussian can model, and it is exactly invertible. The IQR is tiny on zero-inflated and
+discrete columns (most values equal), which pushes almost every other value into asinh's
+logarithmic range and flattens the differences the model should see; the standard deviation
+does not have that failure (docs/BENCHMARKS.md measures both).
 Categories: a vocabulary of the most frequent training values, plus one out-of-vocabulary (OOV)
 bucket for everything else. Missing values are masked, never imputed as if observed.
 """
@@ -23,6 +27,7 @@ from pipeline.statistics import feature_stats, quantile
 from vae_model.layout import FeatureLayout
 
 IQR_TO_STD = 1.349
+NUMERIC_SCALINGS = ("iqr", "std")
 
 
 @dataclass(frozen=True)
@@ -146,27 +151,37 @@ def encoding_from_statistics(
     stats: statistics_pb2.DatasetFeatureStatisticsList,
     kinds: Mapping[str, str],
     max_vocabulary: int,
+    numeric_scaling: str = "iqr",
 ) -> TabularEncoding:
-    """Derive the encoding from training statistics (TFDV) and the column kinds."""
+    """Derive the encoding from training statistics (TFDV) and the column kinds.
+
+    `numeric_scaling` is `iqr` or `std` (see the module docstring).
+    """
+    if numeric_scaling not in NUMERIC_SCALINGS:
+        raise ValueError(
+            f"numeric_scaling must be one of {NUMERIC_SCALINGS}. Received: {numeric_scaling!r}"
+        )
     by_name = feature_stats(stats)
     numeric, categorical = [], []
     for name, kind in kinds.items():
         feature = by_name.get(name)
         if kind == NUMERIC:
-            numeric.append(_numeric_spec(name, feature))
+            numeric.append(_numeric_spec(name, feature, numeric_scaling))
         else:
             vocab = _vocabulary(feature, max_vocabulary)
             categorical.append(CategoricalSpec(name, vocab, integer=kind == INT_CATEGORICAL))
     return TabularEncoding(tuple(numeric), tuple(categorical))
 
 
-def _numeric_spec(name: str, feature) -> NumericSpec:
+def _numeric_spec(name: str, feature, scaling: str) -> NumericSpec:
     if feature is None or not feature.HasField("num_stats"):
         return NumericSpec(name, 0.0, 1.0)  # never observed: all values will be masked
     num = feature.num_stats
     q25, q50, q75 = (quantile(num, q) for q in (0.25, 0.5, 0.75))
     center = q50 if q50 is not None else num.median
-    scale = (q75 - q25) / IQR_TO_STD if q25 is not None and q75 is not None else 0.0
+    scale = 0.0
+    if scaling == "iqr" and q25 is not None and q75 is not None:
+        scale = (q75 - q25) / IQR_TO_STD
     if not scale > 1e-12:
         scale = num.std_dev
     if not scale > 1e-12:

@@ -97,6 +97,7 @@ def build_prepare_pipeline(
         kinds_view,
         beam.pvalue.AsSingleton(profiles),
         config.schema.max_vocabulary,
+        config.data.numeric_scaling,
     )
     _write_artifacts(stats, encoding, kinds_view, curated_schema, paths)
 
@@ -119,8 +120,10 @@ def build_prepare_pipeline(
     )
 
 
-def _derive_encoding(stats, kinds: dict, profiles: dict, max_vocabulary: int) -> TabularEncoding:
-    encoding = encoding_from_statistics(stats, kinds, max_vocabulary)
+def _derive_encoding(
+    stats, kinds: dict, profiles: dict, max_vocabulary: int, numeric_scaling: str
+) -> TabularEncoding:
+    encoding = encoding_from_statistics(stats, kinds, max_vocabulary, numeric_scaling)
     # Integer categories have few values: their vocabulary is the exact set seen in training
     # when TFDV computed no top values for them (it does only when a schema says categorical).
     specs = []

@@ -218,6 +218,7 @@ def _fit(paths, encoding: TabularEncoding, config: VaepipeConfig, n_train: int, 
         min_log_var=m.min_log_var,
         max_log_var=m.max_log_var,
         seed=t.seed,
+        numeric_variance=m.numeric_variance,
     )
     dim = encoding.layout().input_dim
     resume_dir = os.path.join(work, "resume")

@@ -21,6 +21,7 @@ SUPPORTED_BACKENDS = ("tensorflow", "jax")
 # The backend is fixed when keras is imported, so the step flavour can be too.
 _Steps = JaxSteps if keras.backend.backend() == "jax" else TensorFlowSteps
 
+NUMERIC_VARIANCES = ("record", "feature", "fixed")
 TRACKER_NAMES = ("loss", "reconstruction_nll", "kl", "elbo", "beta")
 
 
@@ -43,6 +44,13 @@ class VAE(_Steps, keras.Model):
         min_log_var: Lower clamp for every log-variance (posterior and numeric).
         max_log_var: Upper clamp for every log-variance.
         seed: Seeds weight initialization, sampling noise and the fixed scoring draws.
+        numeric_variance: How the Gaussian variance of numeric features is modelled:
+            ``"record"``, decoded per record from the code (heteroscedastic; the default,
+            what models saved before this option used); ``"feature"``, one learned variance
+            per feature shared by all records; ``"fixed"``, unit variance in standardized
+            units (the NLL is then squared error). A per-record variance lets the decoder
+            call an anomaly's features "just noisy" and lower its score; see
+            `NUMERIC_VARIANCES`.
         **kwargs: Standard ``keras.Model`` arguments (``name``, ``dtype``, ...).
     """
 
@@ -57,6 +65,7 @@ class VAE(_Steps, keras.Model):
         min_log_var: float = losses.DEFAULT_MIN_LOG_VAR,
         max_log_var: float = losses.DEFAULT_MAX_LOG_VAR,
         seed: int = 0,
+        numeric_variance: str = "record",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -71,6 +80,12 @@ class VAE(_Steps, keras.Model):
         self.kl_warmup_epochs = _non_negative_int("kl_warmup_epochs", kl_warmup_epochs)
         self.min_log_var, self.max_log_var = _check_log_var_range(min_log_var, max_log_var)
         self.seed = _non_negative_int("seed", seed)
+        if numeric_variance not in NUMERIC_VARIANCES:
+            raise ValueError(
+                f"numeric_variance must be one of {NUMERIC_VARIANCES}. "
+                f"Received: numeric_variance={numeric_variance!r}"
+            )
+        self.numeric_variance = numeric_variance
         self._score_mc_samples = 0
         # Training-only switch (set by fit_vae, not saved): skip non-finite batches.
         self.skip_nonfinite = False
@@ -112,9 +127,15 @@ class VAE(_Steps, keras.Model):
         ]
         # Linear heads: standardized values (and log-variances) are unbounded.
         self.numeric_mu_head = dense(layout.n_numeric, "numeric_mu") if layout.n_numeric else None
+        per_record = layout.n_numeric and self.numeric_variance == "record"
         self.numeric_log_var_head = (
-            dense(layout.n_numeric, "numeric_log_var") if layout.n_numeric else None
+            dense(layout.n_numeric, "numeric_log_var") if per_record else None
         )
+        self.numeric_log_var = None
+        if layout.n_numeric and self.numeric_variance == "feature":
+            self.numeric_log_var = self.add_weight(
+                name="numeric_log_var", shape=(layout.n_numeric,), initializer="zeros"
+            )
         self.categorical_head = (
             dense(layout.onehot_dim, "categorical_logits") if layout.n_categorical else None
         )
@@ -170,9 +191,7 @@ class VAE(_Steps, keras.Model):
         else:
             mu = ops.cast(self.numeric_mu_head(h), "float32")
             log_var = losses.clamp_log_var(
-                ops.cast(self.numeric_log_var_head(h), "float32"),
-                self.min_log_var,
-                self.max_log_var,
+                self._numeric_log_var(h, mu), self.min_log_var, self.max_log_var
             )
         logits = []
         if self.categorical_head is not None:
@@ -182,6 +201,14 @@ class VAE(_Steps, keras.Model):
                 logits.append(all_logits[:, start : start + card])
                 start += card
         return {"numeric_mu": mu, "numeric_log_var": log_var, "categorical_logits": logits}
+
+    def _numeric_log_var(self, h: Any, mu: Any) -> Any:
+        """Unclamped numeric log-variances ``[B, n_num]`` for `numeric_variance`."""
+        if self.numeric_variance == "record":
+            return ops.cast(self.numeric_log_var_head(h), "float32")
+        if self.numeric_variance == "feature":
+            return ops.zeros_like(mu) + ops.cast(self.numeric_log_var, "float32")[None, :]
+        return ops.zeros_like(mu)
 
     def reconstruct_from_code(self, z: Any) -> np.ndarray:
         """Most likely record for each code, in the packed-values convention.
@@ -332,6 +359,7 @@ class VAE(_Steps, keras.Model):
                 "min_log_var": self.min_log_var,
                 "max_log_var": self.max_log_var,
                 "seed": self.seed,
+                "numeric_variance": self.numeric_variance,
             }
         )
         return config

@@ -183,3 +183,15 @@ def test_encoded_training_frame_is_centred(stats_run):
     assert np.median(z) == pytest.approx(0.0, abs=0.02)
     q25, q75 = np.quantile(z, [0.25, 0.75])
     assert q75 - q25 == pytest.approx(2 * np.arcsinh(IQR_TO_STD / 2), rel=0.03)
+
+
+def test_encoding_from_statistics_with_std_scaling(stats_run):
+    """`data.numeric_scaling: std` keeps the median as centre and scales by the std."""
+    encoding = encoding_from_statistics(stats_run.with_int_schema, stats_run.kinds, 10, "std")
+    specs = {s.name: s for s in encoding.numeric}
+    x = stats_run.frame["x"].dropna().to_numpy()
+    assert specs["x"].center == pytest.approx(np.median(x), abs=0.01 * np.ptp(x))
+    assert specs["x"].scale == pytest.approx(np.std(x), rel=0.01)
+    assert (specs["k"].center, specs["k"].scale) == (pytest.approx(5.0), 1.0)
+    with pytest.raises(ValueError, match="Received: 'mad'"):
+        encoding_from_statistics(stats_run.with_int_schema, stats_run.kinds, 10, "mad")

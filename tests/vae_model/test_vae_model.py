@@ -172,3 +172,39 @@ def test_metrics_are_the_loss_trackers(small_model):
     ]
     assert keras.ops.convert_to_numpy(small_model.kl_weight) == 1.0
     assert not small_model.kl_weight.trainable
+
+
+@pytest.mark.parametrize("variance", ["record", "feature", "fixed"])
+def test_numeric_variance_modes(layout, records, variance):
+    """How the numeric log-variance is produced, checked against the Gaussian NLL by hand."""
+    model = VAE(layout.to_config(), latent_dim=3, hidden_units=(8,), seed=1,
+                numeric_variance=variance)  # fmt: skip
+    x = records(16, seed=9)
+    z_mean, _ = model.encode(x)
+    out = to_numpy(model.decode(z_mean))
+    log_var = out["numeric_log_var"]
+    if variance == "fixed":
+        np.testing.assert_array_equal(log_var, 0.0)
+    elif variance == "feature":  # one learned value per feature, the same for every record
+        model.numeric_log_var.assign([0.5, -1.0])
+        log_var = to_numpy(model.decode(z_mean))["numeric_log_var"]
+        np.testing.assert_allclose(log_var, np.tile([[0.5, -1.0]], (16, 1)))
+    else:  # decoded per record
+        assert np.ptp(log_var, axis=0).max() > 0
+    mu = to_numpy(model.decode(z_mean))["numeric_mu"]
+    values, mask = x[:, :2], x[:, 3:5]
+    expected = 0.5 * (np.log(2 * np.pi) + log_var + (values - mu) ** 2 * np.exp(-log_var)) * mask
+    got = to_numpy(model.score_terms(x))["feature_nll"][:, :2]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    trainable = {v.path.split("/")[-1] for v in model.trainable_variables}
+    assert ("numeric_log_var" in trainable) == (variance == "feature")
+    assert VAE.from_config(model.get_config()).numeric_variance == variance
+
+
+def test_numeric_variance_defaults_to_record_for_saved_configs(layout, small_model):
+    """Models saved before the option existed have no key: they load as per-record variance."""
+    config = small_model.get_config()
+    config.pop("numeric_variance")
+    assert VAE.from_config(config).numeric_variance == "record"
+    with pytest.raises(ValueError, match="Received: numeric_variance='sometimes'"):
+        VAE(layout.to_config(), numeric_variance="sometimes")
