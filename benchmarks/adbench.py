@@ -155,14 +155,19 @@ def result_rows(
     ]
 
 
-def run_adbench_set(path: Path, seed: int, overrides: list[str], epochs: int | None) -> list[dict]:
+def run_adbench_set(
+    path: Path, seed: int, overrides: list[str], epochs: int | None, peers: bool = True
+) -> list[dict]:
     x_train, x_test, _, y_test = load_split(path, seed)
     scored = {VAEPIPE: vaepipe_scores(x_train, x_test, seed, overrides)}
-    scored.update(peer_scores(*minmax(x_train, x_test), seed, epochs))
+    if peers:
+        scored.update(peer_scores(*minmax(x_train, x_test), seed, epochs))
     return result_rows(path.stem, seed, y_test, scored)
 
 
-def run_nsl_kdd(data_dir: Path, seed: int, overrides: list[str], epochs: int | None) -> list[dict]:
+def run_nsl_kdd(
+    data_dir: Path, seed: int, overrides: list[str], epochs: int | None, peers: bool = True
+) -> list[dict]:
     """nsl_kdd.py's protocol (normal-only training, its hand preprocessing for the peers)."""
     import nsl_kdd
 
@@ -173,7 +178,8 @@ def run_nsl_kdd(data_dir: Path, seed: int, overrides: list[str], epochs: int | N
         started = time.perf_counter()
         scores, _, _ = nsl_kdd.run_vaepipe(train, test, Path(work), seed, overrides)
         scored = {VAEPIPE: (scores, time.perf_counter() - started)}
-    scored.update(peer_scores(*nsl_kdd.peer_features(train, test), seed, epochs))
+    if peers:
+        scored.update(peer_scores(*nsl_kdd.peer_features(train, test), seed, epochs))
     return result_rows(NSL_KDD, seed, y_test, scored)
 
 
@@ -254,6 +260,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--set", action="append", default=[], help="vaepipe config override")
     parser.add_argument("--quick", action="store_true", help="3 small sets, seed 1, 3 epochs")
     parser.add_argument("--no-nsl-kdd", dest="nsl_kdd", action="store_false")
+    parser.add_argument(
+        "--no-peers", dest="peers", action="store_false", help="vaepipe only (e.g. a config A/B)"
+    )
     parser.add_argument("--nsl-kdd-data", type=Path, default=SHARED_DATA / "nsl_kdd")
     parser.add_argument("--results", type=Path, help="CSV of raw rows, appended as runs finish")
     parser.add_argument("--resume", action="store_true", help="skip (set, seed) in --results")
@@ -279,10 +288,16 @@ def main() -> None:
         sys.exit(f"no ADBench .npz sets in {args.data} matching {args.sets}: pass DATA_DIR")
     epochs = QUICK_EPOCHS if args.quick else None
     tasks: list[tuple[str, Callable[[int], list[dict]]]] = [
-        (f.stem, lambda seed, f=f: run_adbench_set(f, seed, args.set, epochs)) for f in files
+        (f.stem, lambda seed, f=f: run_adbench_set(f, seed, args.set, epochs, args.peers))
+        for f in files
     ]
     if args.nsl_kdd and (args.nsl_kdd_data / "KDDTrain+_20Percent.txt").exists():
-        tasks.append((NSL_KDD, lambda seed: run_nsl_kdd(args.nsl_kdd_data, seed, args.set, epochs)))
+        tasks.append(
+            (
+                NSL_KDD,
+                lambda seed: run_nsl_kdd(args.nsl_kdd_data, seed, args.set, epochs, args.peers),
+            )
+        )
     print(f"machine: {machine()}\n")
     results = _load_previous(args)
     for seed in args.seeds:  # every set at the first seed first: a partial run covers them all
