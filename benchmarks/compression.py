@@ -27,6 +27,7 @@ import pandas as pd
 from common import (
     ROOT,
     SHARED_DATA,
+    TABULAR_CONFIG,
     feature_names,
     log,
     machine,
@@ -145,13 +146,15 @@ def reference_sizes(table: Table, work: Path) -> dict[str, float]:
     }
 
 
-def run_vaepipe(table: Table, dim: int, work: Path, overrides: list[str]) -> dict[str, float]:
+def run_vaepipe(
+    table: Table, dim: int, work: Path, overrides: list[str], config: Path
+) -> dict[str, float]:
     """train -> score -> decode at latent_dim `dim`; sizes and errors of the decoded test rows."""
     table.train.to_csv(work / "train.csv", index=False)
     table.test.to_csv(work / "test.csv", index=False)
     exclude = f"data.exclude_columns=[{', '.join(table.exclude)}]"
     sets = ["data.id_column=id", exclude, f"train.seed={SEED}", f"model.latent_dim={dim}"]
-    seconds = vaepipe_train(work / "train.csv", work / "model", sets + overrides)
+    seconds = vaepipe_train(work / "train.csv", work / "model", sets + overrides, config)
     vaepipe_score(work / "model", work / "test.csv", work / "scores")
     vaepipe_decode(work / "model", work / "scores" / "codes", work / "decoded")
     codes = pd.read_parquet(work / "scores" / "codes")
@@ -168,7 +171,7 @@ def run_vaepipe(table: Table, dim: int, work: Path, overrides: list[str]) -> dic
     }
 
 
-def run_table(table: Table, dims: list[int], overrides: list[str]) -> list[dict]:
+def run_table(table: Table, dims: list[int], overrides: list[str], config: Path) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="vaepipe-compress-") as tmp:
         sizes = reference_sizes(table, Path(tmp))
@@ -176,7 +179,7 @@ def run_table(table: Table, dims: list[int], overrides: list[str]) -> list[dict]
             log(f"{table.name} latent_dim={dim}")
             work = Path(tmp) / f"k{dim}"
             work.mkdir()
-            measured = run_vaepipe(table, dim, work, overrides)
+            measured = run_vaepipe(table, dim, work, overrides, config)
             pca_rmse, pca_accuracy = reconstruction_error(table, pca_decoded(table, dim))
             rows.append(
                 {
@@ -226,6 +229,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-nsl-kdd", dest="nsl_kdd", action="store_false")
     parser.add_argument("--nsl-kdd-data", type=Path, default=SHARED_DATA / "nsl_kdd")
     parser.add_argument("--set", action="append", default=[], help="vaepipe config override")
+    parser.add_argument(
+        "--config", type=Path, default=TABULAR_CONFIG, help="vaepipe config (e.g. the preset "
+        "configs/compression.yaml); default configs/tabular.yaml"
+    )  # fmt: skip
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "compression.png")
     parser.add_argument("--results", type=Path, help="CSV of the raw rows")
     parser.add_argument("--quick", action="store_true", help="6_cardio, K=2 and 4, 3 epochs")
@@ -238,13 +245,13 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    print(f"machine: {machine()}\n")
+    print(f"machine: {machine()}\nvaepipe config: {args.config}\n")
     tables = [adbench_table(name, args.data) for name in args.sets]
     if args.nsl_kdd and (args.nsl_kdd_data / "KDDTrain+_20Percent.txt").exists():
         tables.append(nsl_kdd_table(args.nsl_kdd_data))
     rows = []
     for table in tables:
-        rows += run_table(table, args.dims, args.set)
+        rows += run_table(table, args.dims, args.set, args.config)
         if args.results:
             pd.DataFrame(rows).to_csv(args.results, index=False)
     results = pd.DataFrame(rows)
