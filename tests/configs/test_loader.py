@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from configs.loader import (
+    BUILTIN_DIR,
     builtin_config_path,
     dump_config,
     from_dict,
@@ -385,3 +386,15 @@ def test_python_object_tag_rejected_in_set(tmp_path):
             overrides=[f"model.activation=!!python/object/apply:os.system ['touch {marker}']"]
         )
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("path", sorted(BUILTIN_DIR.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    """Presets may set a subset of keys; every key they set must exist and validate."""
+    assert isinstance(load_config([path]), VaepipeConfig)
+
+
+def test_compression_preset_trades_rate_for_distortion():
+    config = load_config([builtin_config_path("compression")])
+    assert config.model.beta < 0.1 and config.model.numeric_variance == "feature"
+    assert config.data.numeric_scaling == "std"
