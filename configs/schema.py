@@ -29,7 +29,7 @@ class DataConfig:
     csv_delimiter: str = ","
     categorical_columns: tuple[str, ...] = ()
     numeric_columns: tuple[str, ...] = ()
-    numeric_scaling: str = "iqr"
+    numeric_scaling: str = "std"
     chunk_rows: int = 4096
     bigquery_query: str | None = None
     partition: str | None = None

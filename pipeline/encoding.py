@@ -151,7 +151,7 @@ def encoding_from_statistics(
     stats: statistics_pb2.DatasetFeatureStatisticsList,
     kinds: Mapping[str, str],
     max_vocabulary: int,
-    numeric_scaling: str = "iqr",
+    numeric_scaling: str = "std",
 ) -> TabularEncoding:
     """Derive the encoding from training statistics (TFDV) and the column kinds.
 

@@ -135,7 +135,7 @@ def test_from_json_round_trip():
 
 
 def test_encoding_from_statistics(stats_run):
-    encoding = encoding_from_statistics(stats_run.with_int_schema, stats_run.kinds, 10)
+    encoding = encoding_from_statistics(stats_run.with_int_schema, stats_run.kinds, 10, "iqr")
     specs = {s.name: s for s in encoding.numeric}
     cats = {s.name: s for s in encoding.categorical}
     assert set(specs) == {"empty", "k", "x"} and set(cats) == {"c", "i"}
@@ -186,8 +186,8 @@ def test_encoded_training_frame_is_centred(stats_run):
 
 
 def test_encoding_from_statistics_with_std_scaling(stats_run):
-    """`data.numeric_scaling: std` keeps the median as centre and scales by the std."""
-    encoding = encoding_from_statistics(stats_run.with_int_schema, stats_run.kinds, 10, "std")
+    """`data.numeric_scaling: std` (the default) keeps the median as centre, scales by the std."""
+    encoding = encoding_from_statistics(stats_run.with_int_schema, stats_run.kinds, 10)
     specs = {s.name: s for s in encoding.numeric}
     x = stats_run.frame["x"].dropna().to_numpy()
     assert specs["x"].center == pytest.approx(np.median(x), abs=0.01 * np.ptp(x))
