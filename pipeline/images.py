@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from apache_beam.io import fileio
 from apache_beam.metrics import Metrics
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from configs.schema import ImageConfig
 from pipeline.column_types import CATEGORICAL, NUMERIC
@@ -104,7 +104,7 @@ def decode_image(data: bytes, config: ImageConfig) -> DecodedImage:
         raise ImageRejected(EMPTY_FILE, "the file is empty (0 bytes)")
     with _open(data, config.max_pixels) as image:
         known = {"format": image.format, "mode": image.mode, "size": list(image.size)}
-        _load(image, known)
+        _load(image, data, known)
         converted = _to_mode(image, config.mode, known)
         sized = _to_size(converted, config, known)
         pixels = np.asarray(sized, dtype=np.uint8).reshape(
@@ -127,14 +127,15 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     """Open (header only) and refuse decompression bombs before any pixel is decoded."""
     try:
         image = Image.open(io.BytesIO(data), formats=DECODERS)
-    except UnidentifiedImageError as err:
-        raise ImageRejected(
-            NOT_AN_IMAGE, f"not an image Pillow can decode as one of {list(DECODERS)}"
-        ) from err
     except Image.DecompressionBombError as err:  # beyond Pillow's own hard limit
         raise ImageRejected(TOO_MANY_PIXELS, f"refused as a decompression bomb: {err}") from err
     except Exception as err:  # header parsers raise OSError, SyntaxError, struct.error, ...
-        raise _damaged(err, {}) from err
+        signature = file_signature(data)
+        if signature is None:
+            raise ImageRejected(
+                NOT_AN_IMAGE, f"not an image Pillow can decode as one of {list(DECODERS)}"
+            ) from err
+        raise _damaged(err, data, {"format": signature}) from err
     width, height = image.size
     if width * height > max_pixels:
         image.close()
@@ -147,19 +148,60 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     return image
 
 
-def _load(image: Image.Image, known: dict) -> None:
+def _load(image: Image.Image, data: bytes, known: dict) -> None:
     """Decode the pixels now: a truncated or damaged file fails here, not later."""
     try:
         image.load()
     except Exception as err:  # decoders raise OSError, SyntaxError, EOFError, zlib errors, ...
-        raise _damaged(err, known) from err
+        raise _damaged(err, data, known) from err
 
 
-def _damaged(err: Exception, known: dict) -> ImageRejected:
+def _damaged(err: Exception, data: bytes, known: dict) -> ImageRejected:
+    """A file of a known format that fails to decode: truncated when the file itself shows
+    it (it lacks its format's end marker, or is shorter than its header says) or the decoder
+    ran out of data; otherwise corrupt. Pillow's own error alone depends on where the cut
+    falls (a cut in a header reads as an unknown format)."""
     text = f"{type(err).__name__}: {err}"
-    if isinstance(err, EOFError) or "truncated" in str(err).lower():
-        return ImageRejected(TRUNCATED_IMAGE, f"the image data is cut short ({text})", known)
+    ran_out = isinstance(err, EOFError) or "truncated" in str(err).lower()
+    if ran_out or ends_early(data, known.get("format")):
+        return ImageRejected(TRUNCATED_IMAGE, f"the file is cut short ({text})", known)
     return ImageRejected(CORRUPT_IMAGE, f"the image data cannot be decoded ({text})", known)
+
+
+def file_signature(data: bytes) -> str | None:
+    """The format named by the file's first bytes (its "magic number"), if it is one we read."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "GIF"
+    if data.startswith((b"II*\x00", b"MM\x00*")):
+        return "TIFF"
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return "WEBP"
+    # "BM" alone starts too much text: also require a known BMP info-header size.
+    if data.startswith(b"BM") and int.from_bytes(data[14:18], "little") in _BMP_HEADERS:
+        return "BMP"
+    return None
+
+
+_BMP_HEADERS = (12, 16, 40, 52, 56, 64, 108, 124)
+
+
+def ends_early(data: bytes, fmt: str | None) -> bool:
+    """Whether the file ends before its format says it does (TIFF cannot tell: False)."""
+    if fmt == "PNG":
+        return b"IEND" not in data[-64:]
+    if fmt == "JPEG":
+        return not data.rstrip(b"\x00").endswith(b"\xff\xd9")
+    if fmt == "GIF":
+        return not data.endswith(b";")
+    if fmt == "BMP":
+        return int.from_bytes(data[2:6], "little") > len(data)
+    if fmt == "WEBP":
+        return int.from_bytes(data[4:8], "little") + 8 > len(data)
+    return False
 
 
 def _to_mode(image: Image.Image, target: str, known: dict) -> Image.Image:

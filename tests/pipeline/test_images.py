@@ -23,6 +23,8 @@ from pipeline.images import (
     ImageRejected,
     ReadImages,
     decode_image,
+    ends_early,
+    file_signature,
     image_pattern,
     png_bytes,
     read_image_file,
@@ -160,9 +162,25 @@ def test_wrong_size_is_refused_or_resized_by_config():
 
 def test_files_that_are_not_images():
     assert rejected(b"").reason == EMPTY_FILE
-    for data in (b"hello, world\n", np.random.default_rng(0).bytes(2000), b"a,b\n1,2\n" * 50):
+    texts = (b"hello, world\n", b"a,b\n1,2\n" * 50, b"BMW manual " * 9, b"\x89PN")
+    for data in (*texts, np.random.default_rng(0).bytes(2000)):
         error = rejected(data)
         assert error.reason == NOT_AN_IMAGE and "PNG" in error.message
+        assert file_signature(data) is None
+
+
+@pytest.mark.parametrize(
+    ("fmt", "options"),
+    [("PNG", {}), ("JPEG", {}), ("BMP", {}), ("GIF", {}), ("WEBP", {"lossless": True})],
+)
+def test_a_file_cut_anywhere_after_its_signature_is_truncated(fmt, options):
+    """Truncation is read from the file's own structure (end marker, declared size), so a cut
+    in a header is not mistaken for another kind of file."""
+    data = encoded(Image.fromarray(pattern()), fmt, **options)
+    assert file_signature(data) == fmt and not ends_early(data, fmt)
+    for cut in range(20, int(len(data) * 0.8), max(1, len(data) // 40)):
+        error = rejected(data[:cut])
+        assert (error.reason, cut) == (TRUNCATED_IMAGE, cut), error.message
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "BMP"])
