@@ -2,7 +2,8 @@
 
 `data/tabular_vae_base.keras` and `.npz` were saved by the code before the group existed
 (commit 4a59c15: a 2-numeric + 1-categorical VAE fitted 3 epochs on 64 seeded records, with
-its scores and reconstructions): this code must load it and score it exactly as it did.
+its scores and reconstructions, on TensorFlow): this code must load it and score it as it
+did.
 """
 
 from __future__ import annotations
@@ -99,15 +100,21 @@ def test_a_model_saved_before_the_bernoulli_group_loads_and_scores_identically()
     model = keras.saving.load_model(DATA / "tabular_vae_base.keras", safe_mode=True, compile=False)
     saved = np.load(DATA / "tabular_vae_base.npz")
     terms = model.predict_on_batch(saved["x"])
+    # Equal up to float32 rounding: the backend (JAX) or the CPU's instruction set may sum in
+    # another order; a changed layer, seed or formula would differ by far more.
     for key in ("score", "reconstruction_nll", "kl", "feature_nll", "z_mean"):
-        np.testing.assert_array_equal(np.asarray(terms[key]), saved[key], err_msg=key)
-    np.testing.assert_array_equal(
-        model.reconstruct_from_code(saved["z_mean"]), saved["reconstruction"]
+        np.testing.assert_allclose(terms[key], saved[key], rtol=1e-5, atol=1e-5, err_msg=key)
+    np.testing.assert_allclose(
+        model.reconstruct_from_code(saved["z_mean"]), saved["reconstruction"], rtol=1e-5, atol=1e-5
     )
     assert "bernoulli" not in model.get_config()["layout"]
     # A fresh model of that layout has the same layers (no extra head) as the saved one.
     fresh = VAE(model.get_config()["layout"], latent_dim=2, hidden_units=(8,), seed=4)
-    assert [w.path for w in fresh.weights] == [w.path for w in model.weights]
+
+    def layers(m):  # weight paths without the model's own name (vae, vae_1, ... by session)
+        return [(w.path.split("/", 1)[1], tuple(w.shape)) for w in m.weights]
+
+    assert layers(fresh) == layers(model)
 
 
 # ---------------------------------------------------------------------------- the model
