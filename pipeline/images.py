@@ -315,6 +315,8 @@ class ReadImages(beam.PTransform):
 
     def __init__(self, pattern: str, config: ImageConfig, chunk_rows: int):
         super().__init__()
+        if pattern.startswith("bq://"):
+            raise ValueError(f"data.kind image reads image files, not BigQuery: {pattern}")
         self._pattern = pattern
         self._config = config
         self._chunk_rows = chunk_rows

@@ -128,7 +128,14 @@ def test_a_config_for_another_image_size_is_refused(image_model_dir, image_dir, 
     code = _score(image_model_dir, str(image_dir / "held_out"), tmp_path / "o", *other_size)
     assert code == EXIT_BAD_INPUT
     assert "trained on 28 x 28 L images" in capsys.readouterr().err
+    tables = ["--config", str(builtin_config_path("tabular"))]
+    assert _score(image_model_dir, str(image_dir / "held_out"), tmp_path / "o", *tables) == 2
+    assert "reads image data but the config says data.kind tabular" in capsys.readouterr().err
     assert _score(image_model_dir, str(tmp_path / "nothing/"), tmp_path / "o") == EXIT_BAD_INPUT
+    assert "no input files match" in capsys.readouterr().err
+    bigquery = ["train", "--input", "bq://p.d.t", "--output", str(tmp_path / "m")]
+    assert main(bigquery + IMAGE_TRAIN_SETTINGS) == EXIT_BAD_INPUT
+    assert "reads image files, not BigQuery" in capsys.readouterr().err
 
 
 # -------------------------------------------------------------------------------- MNIST
