@@ -1,19 +1,24 @@
 """Typed configuration for vaepipe: nested frozen dataclasses with defaults.
 
 YAML files are applied on top of these defaults, then `--set section.key=value` overrides
-(see `configs.loader`). Every field here is documented in `configs/tabular.yaml`.
+(see `configs.loader`). Every field here is documented in `configs/tabular.yaml`, except the
+`image` section, documented (with the other keys images need) in `configs/image.yaml`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-DATA_KINDS = ("tabular",)
+DATA_KINDS = ("tabular", "image")
 FORMATS = ("auto", "csv", "parquet", "tfrecord")
 ON_ANOMALY = ("warn", "fail")
 CODE_DTYPES = ("int8", "float16", "float32")
 NUMERIC_VARIANCES = ("record", "feature", "fixed")  # vae_model.model.NUMERIC_VARIANCES
 NUMERIC_SCALINGS = ("iqr", "std")  # pipeline.encoding.NUMERIC_SCALINGS
+IMAGE_MODES = ("L", "RGB")
+IMAGE_LIKELIHOODS = ("bernoulli", "gaussian")
+# File extensions of the formats vaepipe decodes (Pillow's PNG, JPEG, BMP, GIF, TIFF, WebP).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 @dataclass(frozen=True)
@@ -97,8 +102,10 @@ class ModelConfig:
     min_log_var: float = -6.0
     max_log_var: float = 6.0
     numeric_variance: str = "record"
+    image_likelihood: str = "bernoulli"
 
     def validate(self) -> None:
+        _check_choice("model.image_likelihood", self.image_likelihood, IMAGE_LIKELIHOODS)
         _check_positive("model.latent_dim", self.latent_dim)
         _check_choice("model.numeric_variance", self.numeric_variance, NUMERIC_VARIANCES)
         if not self.hidden_units or any(u <= 0 for u in self.hidden_units):
@@ -174,6 +181,48 @@ class ScoringConfig:
 
 
 @dataclass(frozen=True)
+class ImageConfig:
+    """How image files become records (used when `data.kind` is `image`)."""
+
+    height: int = 28
+    width: int = 28
+    mode: str = "L"
+    resize: bool = False
+    extensions: tuple[str, ...] = IMAGE_EXTENSIONS
+    max_pixels: int = 4096 * 4096
+    patch_size: int = 7
+
+    def validate(self) -> None:
+        _check_positive("image.height", self.height)
+        _check_positive("image.width", self.width)
+        _check_choice("image.mode", self.mode, IMAGE_MODES)
+        _check_positive("image.max_pixels", self.max_pixels)
+        _check_positive("image.patch_size", self.patch_size)
+        bad = [e for e in self.extensions if not e.startswith(".") or len(e) < 2]
+        if bad:
+            raise ConfigError(
+                f"image.extensions must look like .png (a dot, then the extension). "
+                f"Received: {bad}"
+            )
+        if self.height * self.width > self.max_pixels:
+            raise ConfigError(
+                f"image.max_pixels ({self.max_pixels}) is below the model's own image size "
+                f"{self.height} x {self.width}"
+            )
+
+
+# Data-section keys that describe tables; an image run must leave them at their defaults.
+_TABULAR_ONLY = (
+    "id_column",
+    "exclude_columns",
+    "column_names",
+    "categorical_columns",
+    "numeric_columns",
+    "bigquery_query",
+)
+
+
+@dataclass(frozen=True)
 class VaepipeConfig:
     """The whole resolved configuration of one run."""
 
@@ -182,10 +231,13 @@ class VaepipeConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
 
     def validate(self) -> None:
-        for section in (self.data, self.schema, self.model, self.train, self.scoring):
+        for section in (self.data, self.schema, self.model, self.train, self.scoring, self.image):
             section.validate()
+        if self.data.kind == "image":
+            _check_image_data(self.data)
         overlap = set(self.data.exclude_columns) & (
             set(self.data.categorical_columns) | set(self.data.numeric_columns)
         )
@@ -194,6 +246,23 @@ class VaepipeConfig:
                 f"excluded columns cannot also be modelled: {sorted(overlap)} "
                 "(data.exclude_columns vs data.categorical_columns/numeric_columns)"
             )
+
+
+def _check_image_data(data: DataConfig) -> None:
+    """Table settings have no meaning for images (the record id is the file path): say so
+    rather than ignore them."""
+    defaults = DataConfig()
+    for name in _TABULAR_ONLY:
+        if getattr(data, name) != getattr(defaults, name):
+            raise ConfigError(
+                f"data.{name} applies to tables only; with data.kind image each file is one "
+                f"record whose id is its path. Received: {getattr(data, name)!r}"
+            )
+    if data.format != "auto":
+        raise ConfigError(
+            "data.format must be auto with data.kind image (Pillow tells the image format "
+            f"from the file's content). Received: {data.format!r}"
+        )
 
 
 class ConfigError(ValueError):

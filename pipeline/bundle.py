@@ -2,7 +2,7 @@
 
     MODEL_DIR/
       model.keras          the VAE (loads with safe_mode=True; no pickles anywhere)
-      encoding.json        how columns map to the model input and back
+      encoding.json        how records (columns, or image pixels) map to the model input and back
       schema.pbtxt         TFDV schema every scoring batch is validated against
       statistics.pb        TFDV training statistics (for drift comparison and reports)
       calibration.json     threshold, target FPR, code quantisation, per-feature baselines
@@ -31,7 +31,7 @@ from apache_beam.io.filesystems import FileSystems
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
-from pipeline.encoding import TabularEncoding, load_encoding
+from pipeline.encoding import Encoding, load_encoding
 from pipeline.io import read_bytes, read_text, write_bytes, write_text
 
 FORMAT_VERSION = 1
@@ -88,7 +88,7 @@ class Bundle:
 
     directory: str
     model: Any
-    encoding: TabularEncoding
+    encoding: Encoding
     schema: schema_pb2.Schema
     statistics: statistics_pb2.DatasetFeatureStatisticsList
     calibration: Calibration
@@ -172,9 +172,10 @@ def _verified_manifest(directory: str) -> dict:
     return manifest
 
 
-def _check_consistent(encoding: TabularEncoding, schema, calibration: Calibration) -> None:
+def _check_consistent(encoding: Encoding, schema, calibration: Calibration) -> None:
     in_schema = {f.name for f in schema.feature}
-    missing = [c for c in encoding.columns if c not in in_schema]
+    # The features TFDV validates: the encoded columns of a table, per-image features of images.
+    missing = [c for c in encoding.kinds if c not in in_schema]
     if missing:
         raise BundleError(
             f"bundle is inconsistent: encoded columns {missing} are not in its schema"

@@ -19,7 +19,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 EXIT_BAD_INPUT = 2
 EXIT_VALIDATION = 3
-INPUT_HELP = "file pattern (path, glob, gs://), bq://PROJECT.DATASET.TABLE or bq://query"
+INPUT_HELP = (
+    "file pattern (path, glob, gs://), a folder of images (data.kind image), "
+    "bq://PROJECT.DATASET.TABLE or bq://query"
+)
 # Set in the Dataflow image (deploy/Dockerfile): the image's own name, used for the workers.
 IMAGE_VARIABLE = "VAEPIPE_SDK_CONTAINER_IMAGE"
 
@@ -27,8 +30,8 @@ IMAGE_VARIABLE = "VAEPIPE_SDK_CONTAINER_IMAGE"
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vaepipe",
-        description="Compress tables to latent codes and flag anomalous records with a VAE "
-        "(Apache Beam + TFDV + Keras). Unknown flags are passed to Beam (e.g. --runner).",
+        description="Compress tables or images to latent codes and flag anomalous records with "
+        "a VAE (Apache Beam + TFDV + Keras). Unknown flags are passed to Beam (e.g. --runner).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -47,7 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(decode)
     decode.add_argument("--model", required=True, help="model bundle directory")
     decode.add_argument("--input", required=True, help="the codes/ directory of a score run")
-    decode.add_argument("--output", required=True, help="directory for decoded Parquet records")
+    decode.add_argument(
+        "--output",
+        required=True,
+        help="directory for decoded Parquet records (image models: PNG files in images/, "
+        "an index in index/)",
+    )
 
     validate = commands.add_parser("validate", help="check a batch against the model's schema")
     _add_config(validate, "default: the config the model was trained with")

@@ -1,12 +1,21 @@
-"""The decoding job (Beam): latent codes (Parquet) -> records in the original columns and units."""
+"""The decoding job (Beam): latent codes (Parquet) -> records in the original columns and units.
+
+Image models decode to PNG files, `OUT/images/<name>-<hash>.png` (the input file's name, and a
+hash of its full path so that equal names in different folders stay apart), with an index
+`OUT/index/*.parquet` of `record_id` -> `image` (the PNG's path).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import posixpath
+import re
 from collections.abc import Callable, Sequence
 
 import apache_beam as beam
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 from apache_beam.metrics import Metrics
 
@@ -14,7 +23,11 @@ from pipeline import postprocess
 from pipeline.beam_runner import run_pipeline
 from pipeline.bundle import BundleError, load_bundle
 from pipeline.encoding import TabularEncoding
-from pipeline.io import WriteTables, match_inputs
+from pipeline.images import PIXELS, png_bytes
+from pipeline.io import WriteTables, match_inputs, write_bytes
+
+IMAGES, INDEX = "images", "index"
+IMAGE_INDEX_SCHEMA = pa.schema([("record_id", pa.string()), ("image", pa.string())])
 
 
 def decoded_schema(encoding: TabularEncoding) -> pa.Schema:
@@ -36,16 +49,46 @@ class _DecodeDoFn(beam.DoFn):
         self._bundle = load_bundle(self._model_dir)
 
     def process(self, table: pa.Table):
+        frame = self._decode(table)
+        frame.insert(0, "record_id", table.column("record_id").to_pylist())
+        self._rows.inc(len(frame))
+        yield pa.Table.from_pandas(frame, schema=self._schema, preserve_index=False)
+
+    def _decode(self, table: pa.Table) -> pd.DataFrame:
         codes = table.column("code").combine_chunks()
         meta = postprocess.code_format(table.schema)
         width = codes.type.list_size
         flat = codes.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
         z = postprocess.dequantize(flat, np.asarray(meta["scale"]), meta["dtype"])
         values = self._bundle.model.reconstruct_from_code(z)
-        frame = self._bundle.encoding.decode(np.asarray(values))
-        frame.insert(0, "record_id", table.column("record_id").to_pylist())
-        self._rows.inc(len(frame))
-        yield pa.Table.from_pandas(frame, schema=self._schema, preserve_index=False)
+        return self._bundle.encoding.decode(np.asarray(values))
+
+
+class _DecodeImagesDoFn(_DecodeDoFn):
+    """Codes table -> one PNG file per record, and an index table (record_id, image)."""
+
+    def __init__(self, model_dir: str, images_dir: str):
+        super().__init__(model_dir, IMAGE_INDEX_SCHEMA)
+        self._images_dir = images_dir
+
+    def process(self, table: pa.Table):
+        frame = self._decode(table)
+        ids = table.column("record_id").to_pylist()
+        paths = []
+        for record_id, pixels in zip(ids, frame[PIXELS], strict=True):
+            path = os.path.join(self._images_dir, decoded_image_name(record_id))
+            write_bytes(path, png_bytes(pixels))
+            paths.append(path)
+        self._rows.inc(len(ids))
+        yield pa.Table.from_pydict({"record_id": ids, "image": paths}, schema=self._schema)
+
+
+def decoded_image_name(record_id: str) -> str:
+    """A file name for the image decoded from record `record_id` (an input file's path)."""
+    stem = posixpath.splitext(posixpath.basename(record_id.rstrip("/")))[0]
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem)[:80] or "image"
+    digest = hashlib.sha256(record_id.encode("utf-8")).hexdigest()[:12]
+    return f"{stem}-{digest}.png"
 
 
 def decode(
@@ -63,15 +106,20 @@ def decode(
     )
     match_inputs(pattern)
     width = len(bundle.calibration.code_scale)
-    schema = decoded_schema(bundle.encoding)
+    if bundle.manifest.get("data_kind") == "image":
+        decoder = _DecodeImagesDoFn(model_dir, os.path.join(output_dir, IMAGES))
+        schema, tables_dir = IMAGE_INDEX_SCHEMA, os.path.join(output_dir, INDEX)
+    else:
+        schema, tables_dir = decoded_schema(bundle.encoding), output_dir
+        decoder = _DecodeDoFn(model_dir, schema)
 
     def build(root):
         _ = (
             root
             | "ReadCodes" >> beam.io.ReadFromParquetBatched(pattern)
             | "CheckWidth" >> beam.Map(_check_width, width)
-            | "Decode" >> beam.ParDo(_DecodeDoFn(model_dir, schema))
-            | "WriteRecords" >> WriteTables(output_dir, schema)
+            | "Decode" >> beam.ParDo(decoder)
+            | "WriteRecords" >> WriteTables(tables_dir, schema)
         )
 
     metrics = run_pipeline(build, beam_args, test_pipeline)

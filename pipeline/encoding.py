@@ -23,6 +23,7 @@ import pandas as pd
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from pipeline.column_types import CATEGORICAL, INT_CATEGORICAL, NUMERIC
+from pipeline.image_encoding import ImageEncoding
 from pipeline.statistics import feature_stats, quantile
 from vae_model.layout import FeatureLayout
 
@@ -115,6 +116,12 @@ class TabularEncoding:
             out[spec.name] = pd.Series([vocab[i] for i in index], dtype=object)
         return pd.DataFrame(out)
 
+    def contributions(
+        self, feature_nll: np.ndarray, baseline: np.ndarray
+    ) -> tuple[np.ndarray, list[str]]:
+        """Each column's contribution to a score (its NLL minus its calibration median)."""
+        return feature_nll - baseline[None, :], self.columns
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
 
@@ -131,12 +138,14 @@ class TabularEncoding:
 
 
 # Data kinds: each maps records of its kind to the packed model input and back. The model,
-# bundle, scoring and decoding only use this interface, so a new kind (images) is one more
-# encoding class and reader, chosen by `data.kind`, not a fork of the pipeline.
-ENCODINGS: dict[str, type] = {"tabular": TabularEncoding}
+# bundle, scoring and decoding only use this interface (columns, kinds, layout, encode,
+# decode, contributions, to_json/from_json), so a new kind is one more encoding class and
+# reader, chosen by `data.kind`, not a fork of the pipeline.
+Encoding = TabularEncoding | ImageEncoding
+ENCODINGS: dict[str, type] = {"tabular": TabularEncoding, "image": ImageEncoding}
 
 
-def load_encoding(kind: str, text: str) -> TabularEncoding:
+def load_encoding(kind: str, text: str) -> Encoding:
     """The encoding of data kind `kind` from its JSON form (as stored in a bundle)."""
     if kind not in ENCODINGS:
         raise ValueError(f"unknown data kind {kind!r}; known kinds: {sorted(ENCODINGS)}")

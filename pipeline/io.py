@@ -44,11 +44,12 @@ def input_format(path: str, config: DataConfig) -> str:
     )
 
 
-def match_inputs(pattern: str) -> list[str]:
-    """Paths matching `pattern` (driver side, for checks before the job); error if none."""
+def match_inputs(pattern: str, limit: int | None = None) -> list[str]:
+    """Paths matching `pattern` (driver side, for checks before the job); error if none.
+    With `limit`, at most that many are listed (a check that a large folder is not empty)."""
     if pattern.startswith("bq://"):  # a BigQuery table or query: one source, no files
         return [pattern]
-    metadata = FileSystems.match([pattern])[0].metadata_list
+    metadata = FileSystems.match([pattern], limits=[limit])[0].metadata_list
     paths = sorted(m.path for m in metadata)
     if not paths:
         raise FileNotFoundError(f"no input files match {pattern}")

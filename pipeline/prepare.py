@@ -1,6 +1,9 @@
 """The training data job (Beam): read -> column kinds -> TFDV statistics and schema -> encoding
 -> encoded TFRecord shards split into train / validation / calibration.
 
+Images (data.kind image) skip the column kinds: their TFDV statistics are of per-image
+features (size, mode, format, bytes, intensity), and their encoding comes from the config.
+
 Everything the model needs is derived inside one pipeline, so it runs unchanged on Dataflow;
 the driver then streams the shards into Keras (memory does not grow with the data set).
 """
@@ -19,6 +22,8 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from configs.schema import VaepipeConfig
 from pipeline.column_types import ProfileColumns, decide_kinds
 from pipeline.encoding import TabularEncoding, encoding_from_statistics
+from pipeline.image_encoding import ImageEncoding
+from pipeline.images import ReadImages
 from pipeline.io import DEAD, ReadRecords, WriteDeadLetters, write_bytes, write_text
 from pipeline.preprocess import ApplyKindsDoFn, encode_chunk
 from pipeline.records import EncodedChunk
@@ -77,6 +82,9 @@ def build_prepare_pipeline(
     curated_schema: schema_pb2.Schema | None = None,
 ) -> None:
     """Wire the training data job onto `root` (reads `input_pattern`, writes under `paths`)."""
+    if config.data.kind == "image":
+        _build_image_prepare(root, input_pattern, config, paths, curated_schema)
+        return
     read = root | "ReadRecords" >> ReadRecords(input_pattern, config.data)
     chunks = read.records
     cap = config.schema.int_categorical_max_values
@@ -104,6 +112,34 @@ def build_prepare_pipeline(
     encoded = typed.typed | "Encode" >> beam.Map(
         encode_chunk, beam.pvalue.AsSingleton(encoding), tuple(config.data.exclude_columns)
     )
+    _write_shards(encoded, config, paths)
+    _ = (
+        (read[DEAD], typed[DEAD])
+        | "AllDeadLetters" >> beam.Flatten()
+        | ("WriteDeadLetters" >> WriteDeadLetters(paths.dead_letter))
+    )
+
+
+def _build_image_prepare(
+    root: beam.Pipeline,
+    input_pattern: str,
+    config: VaepipeConfig,
+    paths: PreparedPaths,
+    curated_schema: schema_pb2.Schema | None,
+) -> None:
+    """The training data job for images: the same outputs, without a column-typing stage."""
+    read = root | "ReadRecords" >> ReadImages(input_pattern, config.image, config.data.chunk_rows)
+    encoding = ImageEncoding.from_config(config)
+    options = stats_options(config.schema.max_vocabulary, schema=curated_schema)
+    stats = read["records"] | "ComputeStatistics" >> ComputeStatistics(encoding.kinds, options)
+    encoding_pc = root | "ImageEncoding" >> beam.Create([encoding])
+    _write_artifacts(stats, encoding_pc, encoding.kinds, curated_schema, paths)
+    encoded = read["records"] | "Encode" >> beam.Map(encode_chunk, encoding, ())
+    _write_shards(encoded, config, paths)
+    _ = read[DEAD] | "WriteDeadLetters" >> WriteDeadLetters(paths.dead_letter)
+
+
+def _write_shards(encoded, config: VaepipeConfig, paths: PreparedPaths) -> None:
     for split in SPLITS:
         _ = (
             encoded
@@ -113,11 +149,6 @@ def build_prepare_pipeline(
                 os.path.join(paths.shards(split), "part"), file_name_suffix=".tfrecord"
             )
         )
-    _ = (
-        (read[DEAD], typed[DEAD])
-        | "AllDeadLetters" >> beam.Flatten()
-        | ("WriteDeadLetters" >> WriteDeadLetters(paths.dead_letter))
-    )
 
 
 def _derive_encoding(

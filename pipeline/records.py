@@ -22,6 +22,15 @@ NON_FINITE = "non_finite"
 UNREADABLE_FILE = "unreadable_file"
 MODEL_ERROR = "model_error"
 NON_FINITE_SCORE = "non_finite_score"
+# Image files (data.kind image; the policy is in configs/image.yaml and pipeline/images.py).
+UNSUPPORTED_EXTENSION = "unsupported_extension"
+EMPTY_FILE = "empty_file"
+NOT_AN_IMAGE = "not_an_image"
+TOO_MANY_PIXELS = "too_many_pixels"
+TRUNCATED_IMAGE = "truncated_image"
+CORRUPT_IMAGE = "corrupt_image"
+WRONG_MODE = "wrong_mode"
+WRONG_SIZE = "wrong_size"
 
 DEAD_LETTER_COLUMNS = ("record_id", "source", "stage", "reason", "field", "message", "raw")
 

@@ -1,6 +1,9 @@
 """The scoring job (Beam): read -> type -> {validate (TFDV), encode -> RunInference ->
 {flags, codes}}; every failure -> dead letters. Outputs become visible only when complete.
 
+Images (data.kind image) are read by `pipeline.images` and need no typing stage; the rest of
+the job is the same, with image patches as the top features.
+
 Validation runs on a branch (optionally sampled), so TFDV never throttles the scoring path.
 Outputs are written to a staging folder and moved into place by the driver after the job
 succeeds, so an interrupted or failed job leaves no partial outputs behind.
@@ -8,6 +11,7 @@ succeeds, so an interrupted or failed job leaves no partial outputs behind.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -26,6 +30,7 @@ from pipeline import postprocess
 from pipeline.beam_runner import run_pipeline
 from pipeline.bigquery import BigQueryOutput
 from pipeline.bundle import Bundle, BundleError, check_columns, load_bundle
+from pipeline.images import ReadImages, image_pattern
 from pipeline.inference import BundleModelHandler, ScoredChunk
 from pipeline.io import (
     DEAD,
@@ -69,6 +74,14 @@ class ValidationFailed(RuntimeError):
 
 def check_inputs(bundle: Bundle, input_pattern: str, config: VaepipeConfig) -> list[str]:
     """Driver-side: every input file exists and has every column the model needs."""
+    kind = bundle.manifest.get("data_kind", "tabular")
+    if config.data.kind != kind:
+        raise BundleError(
+            f"the model in {bundle.directory} reads {kind} data but the config says "
+            f"data.kind {config.data.kind}"
+        )
+    if kind == "image":
+        return check_image_inputs(bundle, input_pattern, config)
     paths = match_inputs(input_pattern)
     data = config.data
     for path in paths:
@@ -80,8 +93,29 @@ def check_inputs(bundle: Bundle, input_pattern: str, config: VaepipeConfig) -> l
     return paths
 
 
+def check_image_inputs(bundle: Bundle, input_pattern: str, config: VaepipeConfig) -> list[str]:
+    """Driver-side, for an image model: the config reads images as the model was trained on
+    them, and at least one file matches (one is listed, not the whole folder: the job's
+    MatchFiles lists them)."""
+    if input_pattern.startswith("bq://"):
+        raise BundleError("image models read image files, not BigQuery rows")
+    encoding, image = bundle.encoding, config.image
+    trained = (encoding.height, encoding.width, encoding.mode)
+    if (image.height, image.width, image.mode) != trained:
+        raise BundleError(
+            f"the config reads {image.height} x {image.width} {image.mode} images but the model "
+            f"in {bundle.directory} was trained on {trained[0]} x {trained[1]} {trained[2]} "
+            "images (image.height, image.width, image.mode)"
+        )
+    return match_inputs(image_pattern(input_pattern), limit=1)
+
+
 def _read_and_type(root, input_pattern: str, bundle: Bundle, config: VaepipeConfig):
     """Read records and convert them to the model's column kinds (the shared first stages)."""
+    if config.data.kind == "image":  # decoded images are already typed
+        image, rows = config.image, config.data.chunk_rows
+        read = root | "ReadRecords" >> ReadImages(input_pattern, image, rows)
+        return read["records"], [read[DEAD]]
     exclude = tuple(config.data.exclude_columns)
     read = root | "ReadRecords" >> ReadRecords(input_pattern, config.data)
     typed = read.records | "ApplyKinds" >> beam.ParDo(
@@ -113,6 +147,9 @@ def build_score_pipeline(
 ) -> None:
     """Wire the scoring job onto `root`; outputs go under `staging` (flags, codes and dead
     letters to BigQuery `tables` instead when given)."""
+    if config.data.kind == "image":  # the run's patch size: attribution needs no retraining
+        encoding = dataclasses.replace(bundle.encoding, patch_size=config.image.patch_size)
+        bundle = dataclasses.replace(bundle, encoding=encoding)
     exclude = tuple(config.data.exclude_columns)
     typed, dead = _read_and_type(root, input_pattern, bundle, config)
     _ = typed | "ValidateBatch" >> ValidateBatch(bundle, config, staging)
@@ -161,7 +198,7 @@ class _ToOutputsDoFn(beam.DoFn):
         self._threshold = cal.threshold
         self._baseline = np.asarray(cal.feature_baseline)
         self._scale = np.asarray(cal.code_scale)
-        self._names = bundle.encoding.columns
+        self._encoding = bundle.encoding
         self._scoring = config.scoring
         self._scored = Metrics.counter("vaepipe", "rows_scored")
         self._flagged = Metrics.counter("vaepipe", "rows_flagged")
@@ -175,13 +212,16 @@ class _ToOutputsDoFn(beam.DoFn):
         if len(chunk) == 0:
             return
         p_values = postprocess.p_values(self._scores, terms["score"])
+        # Contributions per attribution unit (a column; a patch of an image), already
+        # relative to the calibration baseline: hence the zero baseline passed on.
+        contributions, names = self._encoding.contributions(terms["feature_nll"], self._baseline)
         flags = postprocess.flags_table(
             chunk.record_ids,
-            terms,
+            {**terms, "feature_nll": contributions},
             p_values,
             self._threshold,
-            self._baseline,
-            self._names,
+            np.zeros(len(names)),
+            names,
             chunk.passthrough,
             self._flags_schema,
             self._scoring.top_features,

@@ -22,7 +22,7 @@ from configs import ConfigError, VaepipeConfig
 from configs.loader import dump_config, to_dict
 from pipeline import bundle as bundle_lib
 from pipeline.beam_runner import run_pipeline
-from pipeline.encoding import TabularEncoding
+from pipeline.encoding import Encoding, load_encoding
 from pipeline.inference import score_batches
 from pipeline.io import read_bytes, read_text, write_text
 from pipeline.prepare import PreparedPaths, build_prepare_pipeline
@@ -63,7 +63,7 @@ def train(
         echo(f"[1/4] resuming: data already prepared for {input_pattern}")
     else:
         _prepare(input_pattern, config, paths, fingerprint, beam_args, test_pipeline, echo)
-    encoding = TabularEncoding.from_json(read_text(paths.encoding))
+    encoding = load_encoding(config.data.kind, read_text(paths.encoding))
     rows = _split_rows(paths, encoding.layout().input_dim)
     echo(f"      split {rows}")
     if rows["train"] == 0 or rows["calibration"] == 0:
@@ -201,7 +201,7 @@ def _split_rows(paths: PreparedPaths, input_dim: int) -> dict:
     return counts
 
 
-def _fit(paths, encoding: TabularEncoding, config: VaepipeConfig, n_train: int, work: str, echo):
+def _fit(paths, encoding: Encoding, config: VaepipeConfig, n_train: int, work: str, echo):
     import keras
 
     from vae_model import VAE, fit_vae
@@ -271,7 +271,7 @@ def _load_split(paths: PreparedPaths, split: str, input_dim: int) -> np.ndarray:
     return np.concatenate(blocks).astype(np.float32, copy=False)
 
 
-def _calibrate(model, paths: PreparedPaths, encoding: TabularEncoding, config: VaepipeConfig):
+def _calibrate(model, paths: PreparedPaths, encoding: Encoding, config: VaepipeConfig):
     """Threshold and p-value reference from held-out scores; per-feature NLL baselines."""
     dim = encoding.layout().input_dim
     parts = {"score": [], "feature_nll": [], "z_mean": []}

@@ -153,6 +153,49 @@ def test_scoring_pipeline_translates_for_dataflow_with_setup_file(model_dir):
     assert {"pipeline/bigquery.py", "vae_model/__init__.py", "configs/tabular.yaml"} <= names
 
 
+def test_image_jobs_translate_for_dataflow_without_listing_gs_at_construction(
+    image_model_dir, monkeypatch
+):
+    """An image folder on gs:// is listed by the job's MatchFiles, never while the graph is
+    built (a bucket of millions of images would stall the launcher)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    def no_listing(patterns, *args, **kwargs):
+        raise AssertionError(f"listed {patterns} while building the graph")
+
+    monkeypatch.setattr(FileSystems, "match", no_listing)
+    config = load_config([builtin_config_path("image")])
+    paths = PreparedPaths("gs://vaepipe-test/job/model/_work")
+    args = DATAFLOW + [f"--sdk_container_image={IMAGE}"]
+    result = _translate(
+        lambda root: build_prepare_pipeline(root, "gs://vaepipe-test/images/", config, paths), args
+    )
+    expected = {
+        "ReadRecords/MatchFiles",
+        "ReadRecords/DecodeImages",
+        "ReadRecords/Batch",
+        "ComputeStatistics",
+        "WriteSchema",
+        "WriteEncoding",
+        "Encode",
+        "WriteDeadLetters",
+    } | {f"Write{split.title()}Shards" for split in SPLITS}
+    assert expected <= _steps(result), sorted(expected - _steps(result))
+
+    bundle = load_bundle(str(image_model_dir), load_model=False)
+    scoring = load_config([image_model_dir / "config.yaml"])
+    staging = "gs://vaepipe-test/job/scores/.staging-test"
+    result = _translate(
+        lambda root: build_score_pipeline(
+            root, "gs://vaepipe-test/batch/", bundle, scoring, staging
+        ),
+        args,
+    )
+    expected = {"ReadRecords/DecodeImages", "Encode", "RunInference", "WriteFlags", "WriteCodes"}
+    assert expected <= _steps(result), sorted(expected - _steps(result))
+    assert "ApplyKinds" not in _steps(result)
+
+
 def test_flex_template_launch_translates_a_bigquery_partition_job(model_dir, tmp_path):
     """What the template's launcher does, end to end: parameters -> `vaepipe run --no-wait`
     -> a job reading a BigQuery query of the partition and loading the partition's tables."""

@@ -5,7 +5,8 @@ A batch of records reaches the model as one float32 matrix ``x`` of shape
 
 * columns ``[0, width)`` hold the values in layout order: numeric features first
   (standardized value, 0.0 where missing), then categorical features (the category
-  index as a float in ``[0, cardinality)``, 0.0 where missing);
+  index as a float in ``[0, cardinality)``, 0.0 where missing), then Bernoulli features
+  (an intensity in ``[0, 1]``, e.g. a pixel; 0.0 where missing);
 * columns ``[width, 2 * width)`` hold the observed mask in the same order
   (1.0 observed, 0.0 missing).
 
@@ -16,6 +17,7 @@ Keeping values and mask in one dense tensor keeps the model single-input, which 
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,10 +32,13 @@ class FeatureLayout:
         numeric: Names of the numeric (standardized, real-valued) features.
         categorical: ``(name, cardinality)`` pairs; the cardinality INCLUDES the
             out-of-vocabulary bucket, so valid indices are ``0 .. cardinality - 1``.
+        bernoulli: Names of the features modelled as Bernoulli intensities in ``[0, 1]``
+            (binary cross-entropy on the value; image pixels).
     """
 
     numeric: tuple[str, ...] = ()
     categorical: tuple[tuple[str, int], ...] = ()
+    bernoulli: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Coerce lists (e.g. from JSON) to tuples so the layout stays hashable.
@@ -41,21 +46,24 @@ class FeatureLayout:
         categorical = tuple((name, card) for name, card in self.categorical)
         object.__setattr__(self, "numeric", numeric)
         object.__setattr__(self, "categorical", categorical)
+        object.__setattr__(self, "bernoulli", tuple(self.bernoulli))
         self._validate()
 
     def _validate(self) -> None:
-        names = list(self.numeric) + [name for name, _ in self.categorical]
+        names = self.feature_names
         if not names:
             raise ValueError(
                 "FeatureLayout needs at least one feature. "
-                f"Received: numeric={self.numeric}, categorical={self.categorical}"
+                f"Received: numeric={self.numeric}, categorical={self.categorical}, "
+                f"bernoulli={self.bernoulli}"
             )
         for name in names:
             if not isinstance(name, str) or not name:
                 raise ValueError(
                     f"Feature names must be non-empty strings. Received: name={name!r}"
                 )
-        duplicates = sorted({name for name in names if names.count(name) > 1})
+        # Counter, not list.count: an image layout has thousands of names.
+        duplicates = sorted(name for name, n in Counter(names).items() if n > 1)
         if duplicates:
             raise ValueError(f"Feature names must be unique. Received duplicates: {duplicates}")
         for name, card in self.categorical:
@@ -76,14 +84,24 @@ class FeatureLayout:
         return len(self.categorical)
 
     @property
+    def n_bernoulli(self) -> int:
+        """Number of Bernoulli (intensity) features."""
+        return len(self.bernoulli)
+
+    @property
     def width(self) -> int:
         """Number of features (= number of value columns = number of mask columns)."""
+        return self.n_numeric + self.n_categorical + self.n_bernoulli
+
+    @property
+    def bernoulli_start(self) -> int:
+        """Column of the first Bernoulli feature in the packed values."""
         return self.n_numeric + self.n_categorical
 
     @property
     def feature_names(self) -> tuple[str, ...]:
-        """Feature names in packed order: numeric first, then categorical."""
-        return self.numeric + tuple(name for name, _ in self.categorical)
+        """Feature names in packed order: numeric, categorical, then Bernoulli."""
+        return self.numeric + tuple(name for name, _ in self.categorical) + self.bernoulli
 
     @property
     def cardinalities(self) -> tuple[int, ...]:
@@ -101,21 +119,31 @@ class FeatureLayout:
         return sum(self.cardinalities)
 
     def to_config(self) -> dict[str, Any]:
-        """Returns a JSON-serializable dict; inverse of `from_config`."""
-        return {
+        """Returns a JSON-serializable dict; inverse of `from_config`.
+
+        ``bernoulli`` appears only when the layout has such features, so a tabular
+        layout's config (and every model saved with one) is what it was before the
+        group existed.
+        """
+        config: dict[str, Any] = {
             "numeric": list(self.numeric),
             "categorical": [[name, int(card)] for name, card in self.categorical],
         }
+        if self.bernoulli:
+            config["bernoulli"] = list(self.bernoulli)
+        return config
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> FeatureLayout:
-        """Builds a layout from the output of `to_config` (lists or tuples)."""
-        unknown = set(config) - {"numeric", "categorical"}
+        """Builds a layout from the output of `to_config` (lists or tuples); a config
+        without ``bernoulli`` (saved before the group existed) has none."""
+        unknown = set(config) - {"numeric", "categorical", "bernoulli"}
         if unknown:
             raise ValueError(f"Unknown FeatureLayout config keys. Received: {sorted(unknown)}")
         return cls(
             numeric=tuple(config.get("numeric", ())),
             categorical=tuple((name, card) for name, card in config.get("categorical", ())),
+            bernoulli=tuple(config.get("bernoulli", ())),
         )
 
 
@@ -191,3 +219,7 @@ def validate_packed(x: np.ndarray, layout: FeatureLayout) -> None:
                 f"Categorical feature {name!r} needs integer indices in [0, {card}). "
                 f"Received: {idx[bad][:5].tolist()}"
             )
+    start = layout.bernoulli_start
+    intensities = values[:, start:][observed[:, start:]]
+    if ((intensities < 0) | (intensities > 1)).any():
+        raise ValueError("Bernoulli features need intensities in [0, 1].")

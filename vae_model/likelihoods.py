@@ -37,3 +37,16 @@ def categorical_nll(index: Any, logits: Any) -> Any:
     index = ops.cast(ops.round(ops.cast(index, "float32")), "int32")
     onehot = ops.one_hot(index, num_classes, dtype=logits.dtype)
     return ops.logsumexp(logits, axis=-1) - ops.sum(onehot * logits, axis=-1)
+
+
+def bernoulli_nll(x: Any, logits: Any) -> Any:
+    """Elementwise binary cross-entropy of intensities ``x`` in ``[0, 1]`` under
+    ``Bernoulli(sigmoid(logits))``, in nats.
+
+    ``-(x * log(sigmoid(l)) + (1 - x) * log(1 - sigmoid(l))) = softplus(l) - x * l``:
+    the right side never forms ``log(sigmoid(l))``, which underflows to ``-inf`` for
+    large ``|l|``. For ``x`` strictly inside ``(0, 1)`` (grey pixels) this is the usual
+    "Bernoulli" image likelihood: a proper NLL only for ``x`` in ``{0, 1}``, its minimum
+    over ``l`` is the entropy of ``x`` (``log 2`` at ``x = 0.5``), not 0.
+    """
+    return ops.softplus(logits) - x * logits

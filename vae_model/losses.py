@@ -20,7 +20,7 @@ from typing import Any
 from keras import ops
 
 from vae_model.layout import FeatureLayout, unpack
-from vae_model.likelihoods import categorical_nll, gaussian_nll
+from vae_model.likelihoods import bernoulli_nll, categorical_nll, gaussian_nll
 
 DEFAULT_MIN_LOG_VAR = -6.0
 DEFAULT_MAX_LOG_VAR = 6.0
@@ -61,7 +61,8 @@ def feature_nll(
     Args:
         x_packed: ``[B, 2*width]`` packed input.
         decoder_outputs: ``{"numeric_mu": [B, n_num], "numeric_log_var": [B, n_num],
-            "categorical_logits": [[B, card_j], ...]}``.
+            "categorical_logits": [[B, card_j], ...], "bernoulli_logits": [B, n_bern]}``
+            (``bernoulli_logits`` only needed when the layout has Bernoulli features).
         layout: The feature layout.
         min_log_var: Lower clamp for the numeric log-variance.
         max_log_var: Upper clamp for the numeric log-variance.
@@ -81,6 +82,9 @@ def feature_nll(
     for j, logits in enumerate(decoder_outputs["categorical_logits"]):
         nll = categorical_nll(values[:, n_num + j], logits)
         columns.append(ops.expand_dims(nll, -1))
+    if layout.n_bernoulli:
+        intensities = values[:, layout.bernoulli_start :]
+        columns.append(bernoulli_nll(intensities, decoder_outputs["bernoulli_logits"]))
     nll = columns[0] if len(columns) == 1 else ops.concatenate(columns, axis=-1)
     return nll * mask
 

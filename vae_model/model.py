@@ -27,7 +27,7 @@ TRACKER_NAMES = ("loss", "reconstruction_nll", "kl", "elbo", "beta")
 
 @keras.saving.register_keras_serializable(package="vaepipe")
 class VAE(_Steps, keras.Model):
-    """Variational autoencoder over packed mixed numeric/categorical records.
+    """Variational autoencoder over packed mixed numeric/categorical/intensity records.
 
     Input: the packed ``[B, 2*width]`` float32 matrix described in ``layout.py``.
     Calling the model (and ``predict``) returns deterministic anomaly-scoring terms;
@@ -139,18 +139,33 @@ class VAE(_Steps, keras.Model):
         self.categorical_head = (
             dense(layout.onehot_dim, "categorical_logits") if layout.n_categorical else None
         )
+        # Created last, and only when needed: tabular models keep their layers and seeds.
+        self.bernoulli_head = (
+            dense(layout.n_bernoulli, "bernoulli_logits") if layout.n_bernoulli else None
+        )
 
-        encoder_in = 2 * layout.n_numeric + layout.onehot_dim
+        encoder_in = 2 * layout.n_numeric + layout.onehot_dim + layout.n_bernoulli
         hidden_out = _build_stack(self.encoder_hidden, encoder_in)
         self.z_mean_head.build((None, hidden_out))
         self.z_log_var_head.build((None, hidden_out))
         decoder_out = _build_stack(self.decoder_hidden, self.latent_dim)
-        for head in (self.numeric_mu_head, self.numeric_log_var_head, self.categorical_head):
+        heads = (
+            self.numeric_mu_head,
+            self.numeric_log_var_head,
+            self.categorical_head,
+            self.bernoulli_head,
+        )
+        for head in heads:
             if head is not None:
                 head.build((None, decoder_out))
 
     def _encoder_features(self, x: Any) -> Any:
-        """concat(numeric value * mask, numeric mask, masked one-hot per categorical)."""
+        """concat(numeric value * mask, numeric mask, masked one-hot per categorical,
+        Bernoulli intensity * mask).
+
+        Bernoulli features (pixels) get no mask inputs: images have no missing pixels, and
+        a mask per pixel would double the encoder's input.
+        """
         layout, n = self.layout, self.layout.n_numeric
         values, mask = unpack(x, layout)
         values = ops.where(mask > 0, values, ops.zeros_like(values))  # NaN-safe masking
@@ -159,6 +174,8 @@ class VAE(_Steps, keras.Model):
             index = ops.cast(ops.round(values[:, n + j]), "int32")
             # A missing category becomes an all-zero one-hot rather than class 0.
             parts.append(ops.one_hot(index, card) * mask[:, n + j : n + j + 1])
+        if layout.n_bernoulli:
+            parts.append(values[:, layout.bernoulli_start :])
         return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
 
     def encode(self, x: Any) -> tuple[Any, Any]:
@@ -181,7 +198,8 @@ class VAE(_Steps, keras.Model):
 
         Returns:
             ``{"numeric_mu": [B, n_num], "numeric_log_var": [B, n_num] (clamped),
-            "categorical_logits": [[B, card_j] for each categorical]}``.
+            "categorical_logits": [[B, card_j] for each categorical],
+            "bernoulli_logits": [B, n_bern]}``.
         """
         h = ops.cast(z, "float32")
         for layer in self.decoder_hidden:
@@ -200,7 +218,16 @@ class VAE(_Steps, keras.Model):
             for card in self.layout.cardinalities:
                 logits.append(all_logits[:, start : start + card])
                 start += card
-        return {"numeric_mu": mu, "numeric_log_var": log_var, "categorical_logits": logits}
+        if self.bernoulli_head is None:
+            bernoulli = ops.cast(z, "float32")[:, :0]  # [B, 0]: no Bernoulli features.
+        else:
+            bernoulli = ops.cast(self.bernoulli_head(h), "float32")
+        return {
+            "numeric_mu": mu,
+            "numeric_log_var": log_var,
+            "categorical_logits": logits,
+            "bernoulli_logits": bernoulli,
+        }
 
     def _numeric_log_var(self, h: Any, mu: Any) -> Any:
         """Unclamped numeric log-variances ``[B, n_num]`` for `numeric_variance`."""
@@ -215,12 +242,14 @@ class VAE(_Steps, keras.Model):
 
         Returns:
             numpy float32 ``[B, width]``: numeric columns are the decoded means,
-            categorical columns the argmax category index as a float.
+            categorical columns the argmax category index as a float, Bernoulli columns
+            the mean intensity ``sigmoid(logit)`` (not a 0/1 draw: a grey pixel stays grey).
         """
         out = self.decode(ops.convert_to_tensor(z, "float32"))
         columns = [out["numeric_mu"]]
         for logits in out["categorical_logits"]:
             columns.append(ops.cast(ops.expand_dims(ops.argmax(logits, axis=-1), -1), "float32"))
+        columns.append(ops.sigmoid(out["bernoulli_logits"]))
         return ops.convert_to_numpy(ops.concatenate(columns, axis=-1))
 
     # ------------------------------------------------------------------- scoring

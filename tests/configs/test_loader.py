@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 
 import pytest
@@ -21,6 +22,7 @@ from configs.loader import (
 from configs.schema import (
     ConfigError,
     DataConfig,
+    ImageConfig,
     ModelConfig,
     VaepipeConfig,
 )
@@ -273,12 +275,17 @@ def test_cross_field_checks():
 # ------------------------------------------------------------------- the example config
 
 
-def _yaml_sections() -> dict:
-    return yaml.safe_load(builtin_config_path("tabular").read_text())
+def _yaml_sections(name: str = "tabular") -> dict:
+    return yaml.safe_load(builtin_config_path(name).read_text())
 
 
-def test_every_key_in_tabular_yaml_is_a_dataclass_field():
-    tree = _yaml_sections()
+# Sections only images use are documented in image.yaml, not in tabular.yaml.
+IMAGE_ONLY_SECTIONS = {"image"}
+
+
+@pytest.mark.parametrize("name", ["tabular", "image"])
+def test_every_key_in_the_yaml_configs_is_a_dataclass_field(name):
+    tree = _yaml_sections(name)
     assert set(tree) <= set(SECTIONS), f"unknown sections: {set(tree) - set(SECTIONS)}"
     for section, keys in tree.items():
         fields = {f.name for f in dataclasses.fields(SECTIONS[section])}
@@ -288,15 +295,68 @@ def test_every_key_in_tabular_yaml_is_a_dataclass_field():
 def test_every_dataclass_field_is_documented_in_tabular_yaml():
     tree = _yaml_sections()
     for section, cls in SECTIONS.items():
+        if section in IMAGE_ONLY_SECTIONS:
+            assert section not in tree, f"{section} belongs in image.yaml"
+            continue
         assert section in tree, f"section {section} missing from tabular.yaml"
         fields = {f.name for f in dataclasses.fields(cls)}
         missing = fields - set(tree[section])
         assert not missing, f"{section}: fields missing from tabular.yaml: {sorted(missing)}"
 
 
+def test_every_image_key_is_documented_in_image_yaml_with_a_comment():
+    tree = _yaml_sections("image")
+    for section in IMAGE_ONLY_SECTIONS:
+        fields = {f.name for f in dataclasses.fields(SECTIONS[section])}
+        missing = fields - set(tree.get(section, {}))
+        assert not missing, f"{section}: fields missing from image.yaml: {sorted(missing)}"
+    assert tree["data"]["kind"] == "image" and "image_likelihood" in tree["model"]
+    # "with why": every key of the image section carries a comment on its line
+    text = builtin_config_path("image").read_text()
+    section = text.split("\nimage:\n", 1)[1].split("\n\n", 1)[0]
+    keys = re.findall(r"^  (\w+):(.*)$", section, flags=re.MULTILINE)
+    assert {key for key, _ in keys} == set(tree["image"])
+    for key, rest in keys:
+        assert "#" in rest, f"image.{key} has no comment in image.yaml"
+
+
 def test_tabular_yaml_shows_the_defaults():
     """The example says every key is shown with its default: loading it changes nothing."""
     assert load_config([builtin_config_path("tabular")]) == VaepipeConfig()
+
+
+def test_image_yaml_loads_as_an_image_config():
+    config = load_config([builtin_config_path("image")])
+    assert config.data.kind == "image"
+    assert config.image == ImageConfig()  # the image section shows its defaults
+    assert config.model.image_likelihood == "bernoulli"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("image.mode=RGBA", "image.mode must be one of \\['L', 'RGB'\\]"),
+        ("image.height=0", "image.height must be positive"),
+        ("image.extensions=[png]", "image.extensions must look like .png"),
+        ("image.max_pixels=100", "image.max_pixels \\(100\\) is below"),
+        ("image.resize=maybe", "image.resize must be of type bool"),
+        ("model.image_likelihood=poisson", "model.image_likelihood must be one of"),
+    ],
+)
+def test_image_settings_are_checked(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config([builtin_config_path("image")], [override])
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["data.id_column=id", "data.exclude_columns=[label]", "data.format=csv",
+     "data.numeric_columns=[x]"],
+)  # fmt: skip
+def test_table_settings_are_refused_for_images(override):
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=f"{key} "):
+        load_config([builtin_config_path("image")], [override])
 
 
 # ------------------------------------------------------------------------ save and reload

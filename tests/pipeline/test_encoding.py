@@ -174,8 +174,8 @@ def test_constant_column_encodes_finite(stats_run):
 
 
 def test_encoded_training_frame_is_centred(stats_run):
-    """Median near 0 and quartiles near +-asinh(0.674) on the data the encoding came from."""
-    encoding = encoding_from_statistics(stats_run.with_int_schema, stats_run.kinds, 10)
+    """With IQR scaling: median near 0 and quartiles near +-asinh(0.674) on the training data."""
+    encoding = encoding_from_statistics(stats_run.with_int_schema, stats_run.kinds, 10, "iqr")
     x = encoding.encode(stats_run.frame)
     j = encoding.columns.index("x")
     z = x[x[:, len(encoding.columns) + j] == 1, j]
