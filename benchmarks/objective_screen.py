@@ -10,7 +10,7 @@ terms on the test split. Figures here are a screen, not the product's: publish C
         --variant default '{}' --variant per_feature '{"numeric_variance": "feature"}'
 
 Variant keys: scaling (iqr | std), numeric_variance (record | feature | fixed), beta,
-min_log_var, latent_dim.
+min_log_var, latent_dim, hidden_units, kl_warmup_epochs.
 """
 
 from __future__ import annotations
@@ -63,9 +63,9 @@ def run(path: Path, seed: int, variant: dict) -> dict[str, float]:
     model = VAE(
         layout.to_config(),
         latent_dim=variant.get("latent_dim", 8),
-        hidden_units=(128, 64),
+        hidden_units=tuple(variant.get("hidden_units", (128, 64))),
         beta=variant.get("beta", 1.0),
-        kl_warmup_epochs=5,
+        kl_warmup_epochs=variant.get("kl_warmup_epochs", 5),
         min_log_var=variant.get("min_log_var", -6.0),
         numeric_variance=variant.get("numeric_variance", "record"),
         seed=seed,
