@@ -101,3 +101,44 @@ def test_fit_vae_device_resident_saves_the_best_model(layout, records, x_val, tm
         keras.ops.convert_to_numpy(model(x_val)["score"]),
         rtol=1e-5,
     )
+
+
+class _Killed(RuntimeError):
+    pass
+
+
+class _KillAfterEpoch(keras.callbacks.Callback):
+    """Stands in for SIGKILL: ends the process's training after `epoch` (0-based) is saved."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise _Killed(f"killed after epoch {epoch + 1}")
+
+
+@jax_only
+def test_device_resident_training_resumes_to_the_same_model(layout, records, x_val, tmp_path):
+    """Killed after epoch 2 of 4 and started again, it ends where an unbroken run ends."""
+    x = records(384, seed=0)
+
+    def train(run: str, callbacks=()):
+        model = VAE(layout.to_config(), latent_dim=3, hidden_units=(16,), seed=3)
+        fit_vae(model, x, x_val, epochs=4, learning_rate=1e-2, patience=10,
+                checkpoint_dir=tmp_path / run / "ckpt", batch_size=64, print_fn=None,
+                resume_dir=str(tmp_path / run / "resume"), device_resident=True,
+                callbacks=callbacks)  # fmt: skip
+        return model
+
+    unbroken = train("unbroken")
+    with pytest.raises(_Killed):
+        train("killed", [_KillAfterEpoch(1)])
+    seen: list[int] = []
+    resumed = train(
+        "killed", [keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, _: seen.append(e))]
+    )
+    assert seen == [2, 3]  # it resumed after epoch 2, it did not start again
+    for a, b in zip(unbroken.get_weights(), resumed.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
