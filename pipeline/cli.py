@@ -67,12 +67,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(run)
     _add_run_arguments(run)
 
-    demo = commands.add_parser("demo", help="train and score on a built-in synthetic table")
-    _add_config(demo)
+    demo = commands.add_parser(
+        "demo", help="train and score on a built-in synthetic table (or images: --kind image)"
+    )
+    _add_config(demo, "default: the built-in config of --kind")
     demo.add_argument(
         "--output", default="vaepipe_output", help="demo directory " "(default: ./vaepipe_output)"
     )
-    demo.add_argument("--rows", type=int, default=20000, help="rows of synthetic data")
+    demo.add_argument(
+        "--kind",
+        choices=("tabular", "image"),
+        default="tabular",
+        help="tabular: a mixed-type table; image: 28 x 28 grey pen strokes (normal) and rings "
+        "(anomalies), decoded back to PNG files (default: tabular)",
+    )
+    demo.add_argument(
+        "--rows",
+        type=int,
+        help="records of synthetic training data (default: 20000 rows, or 600 images)",
+    )
     return parser
 
 

@@ -138,6 +138,27 @@ def test_a_config_for_another_image_size_is_refused(image_model_dir, image_dir, 
     assert "reads image files, not BigQuery" in capsys.readouterr().err
 
 
+def test_the_image_demo_flags_rings_and_decodes_png_files(tmp_path, capsys):
+    """`vaepipe demo --kind image`: no user data, every output written, rings stand out."""
+    assert main(["demo", "--kind", "image", "--output", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((tmp_path / "scores" / "summary.json").read_text())
+    assert summary["rows_read"] == summary["rows_scored"] + summary["rows_dead_lettered"] == 220
+    read = f"{summary['rows_read']} images read = {summary['rows_scored']} scored + "
+    assert read in printed and "target 5.0%" in printed
+    flags = pd.read_parquet(tmp_path / "scores" / "flags")
+    ring = flags.record_id.str.contains("/rings/")
+    assert (int((~ring).sum()), int(ring.sum())) == (200, 20)
+    normal_rate, ring_rate = flags.is_anomaly[~ring].mean(), flags.is_anomaly[ring].mean()
+    assert normal_rate <= 0.15 and ring_rate >= 0.8 and ring_rate > normal_rate + 0.5
+    assert len(pd.read_parquet(tmp_path / "scores" / "codes")) == 220
+    index = pd.read_parquet(tmp_path / "decoded" / "index")
+    assert len(index) == 220 and all(Path(p).is_file() for p in index.image)
+    assert Image.open(index.image.iloc[0]).size == (28, 28)
+    with capsys.disabled():
+        print(f"\nimage demo: normal flagged {normal_rate:.3f}, rings flagged {ring_rate:.3f}")
+
+
 # -------------------------------------------------------------------------------- MNIST
 
 
