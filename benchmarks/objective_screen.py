@@ -1,10 +1,11 @@
 """Objective screen: vaepipe's VAE with other objective/encoding choices, in process, on ADBench.
 
 A quick way to compare model choices before a full CLI run (adbench.py): the same split as
-adbench.py, the encoding of `pipeline/encoding.py` computed with exact NumPy quantiles instead
-of TFDV's, `vae_model.fit_vae` with configs/tabular.yaml's training defaults (10% of the train
-split held out for early stopping, no calibration split), and AUROC of the score and of its two
-terms on the test split. Figures here are a screen, not the product's: publish CLI figures.
+adbench.py, `pipeline/encoding.py`'s TabularEncoding with its centre and scale from exact
+NumPy quantiles instead of TFDV's, `vae_model.fit_vae` with configs/tabular.yaml's training
+defaults (10% of the train split held out for early stopping, no calibration split), and
+AUROC of the score and of its two terms on the test split. Figures here are a screen, not the
+product's: publish CLI figures.
 
     python benchmarks/objective_screen.py --sets cardio letter --seeds 1 \\
         --variant default '{}' --variant per_feature '{"numeric_variance": "feature"}'
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 os.environ.setdefault("KERAS_BACKEND", "jax")  # fastest for this small model on CPU
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,24 +34,22 @@ import keras  # noqa: E402
 from adbench import DEFAULT_DATA, find_sets, load_split  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
-from vae_model import VAE, FeatureLayout, fit_vae, pack  # noqa: E402
-
-IQR_TO_STD = 1.349
+from pipeline.encoding import IQR_TO_STD, NumericSpec, TabularEncoding  # noqa: E402
+from vae_model import VAE, FeatureLayout, fit_vae  # noqa: E402
 
 
 def encoder(x_train: np.ndarray, scaling: str):
-    """The tabular encoding's numeric transform, fitted on `x_train`."""
+    """The product's TabularEncoding, its numeric specs fitted on `x_train` with NumPy."""
     center = np.median(x_train, axis=0)
     q25, q75 = np.quantile(x_train, [0.25, 0.75], axis=0)
     std = x_train.std(axis=0)
     scale = std if scaling == "std" else np.where(q75 - q25 > 1e-12, (q75 - q25) / IQR_TO_STD, std)
     scale = np.where(scale > 1e-12, scale, 1.0)
-
-    def encode(x: np.ndarray) -> np.ndarray:
-        z = np.arcsinh((x - center) / scale).astype(np.float32)
-        return pack(z, np.ones_like(z, dtype=bool))
-
-    return encode
+    names = [f"f{j}" for j in range(x_train.shape[1])]
+    columns = zip(names, center, scale, strict=True)
+    specs = tuple(NumericSpec(name, float(c), float(s)) for name, c, s in columns)
+    encoding = TabularEncoding(numeric=specs, categorical=())
+    return lambda x: encoding.encode(pd.DataFrame(x, columns=names))
 
 
 def run(path: Path, seed: int, variant: dict) -> dict[str, float]:
@@ -100,8 +100,6 @@ def main() -> None:
                 row = {"variant": name, "set": path.stem, "seed": seed, **aurocs}
                 print(json.dumps({**row, "s": round(time.perf_counter() - started, 1)}), flush=True)
                 results.append(row)
-    import pandas as pd
-
     table = pd.DataFrame(results).pivot_table(index="set", columns="variant", values="score")
     print(table.round(4).to_markdown())
     print("\nmean AUROC of the score:", table.mean().round(4).to_dict())

@@ -14,7 +14,7 @@ FORMATS = ("auto", "csv", "parquet", "tfrecord")
 ON_ANOMALY = ("warn", "fail")
 CODE_DTYPES = ("int8", "float16", "float32")
 NUMERIC_VARIANCES = ("record", "feature", "fixed")  # vae_model.model.NUMERIC_VARIANCES
-NUMERIC_SCALINGS = ("iqr", "std")  # pipeline.encoding.NUMERIC_SCALINGS
+NUMERIC_SCALINGS = ("iqr", "std")  # see pipeline/encoding.py
 IMAGE_MODES = ("L", "RGB")
 IMAGE_LIKELIHOODS = ("bernoulli", "gaussian")
 # File extensions of the formats vaepipe decodes (Pillow's PNG, JPEG, BMP, GIF, TIFF, WebP).

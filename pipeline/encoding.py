@@ -22,13 +22,13 @@ import numpy as np
 import pandas as pd
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
+from configs.schema import NUMERIC_SCALINGS
 from pipeline.column_types import CATEGORICAL, INT_CATEGORICAL, NUMERIC
 from pipeline.image_encoding import ImageEncoding
 from pipeline.statistics import feature_stats, quantile
 from vae_model.layout import FeatureLayout
 
 IQR_TO_STD = 1.349
-NUMERIC_SCALINGS = ("iqr", "std")
 
 
 @dataclass(frozen=True)
