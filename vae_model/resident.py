@@ -59,7 +59,8 @@ def fit_resident(
     batch_size = min(int(batch_size), len(x))
     steps = len(x) // batch_size
     run_epoch = _compiled_epoch(model, batch_size, steps)
-    model.optimizer.build(model.trainable_variables)
+    if not model.optimizer.built:  # a second fit_resident call keeps its optimizer state
+        model.optimizer.build(model.trainable_variables)
     callback_list = keras.callbacks.CallbackList(
         list(callbacks), add_history=True, model=model, epochs=epochs, steps=steps, verbose=0
     )
