@@ -192,3 +192,10 @@ def test_handler_scores_each_chunk_with_the_bundle_model(model):
     results = handler.run_inference(chunks, bundle)
     assert [len(r.chunk) for r in results] == [5, 9]
     assert [r.chunk.record_ids for r in results] == [c.record_ids for c in chunks]
+
+
+def test_handler_measures_a_batch_by_its_model_input_without_pickling_it():
+    handler = BundleModelHandler("unused-dir", batch_size=BATCH)
+    chunks = [make_chunk(5, seed=1), make_chunk(9, seed=2)]
+    assert handler.get_num_bytes(chunks) == sum(c.inputs.nbytes for c in chunks)
+    assert handler.get_num_bytes(chunks) == 14 * chunks[0].inputs.shape[1] * 4
