@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 
-from pipeline.records import MODEL_ERROR, NON_FINITE_SCORE, DeadLetter, EncodedChunk
+from pipeline.records import MODEL_ERROR, NON_FINITE_SCORE, DeadLetter, EncodedChunk, take_raw
 
 STAGE = "score"
 OUTPUT_KEYS = ("score", "reconstruction_nll", "kl", "feature_nll", "z_mean")
@@ -124,7 +124,7 @@ def _subset(chunk: EncodedChunk, rows: np.ndarray) -> EncodedChunk:
     return EncodedChunk(
         source=chunk.source,
         record_ids=[chunk.record_ids[i] for i in rows],
-        raw=[chunk.raw[i] for i in rows],
+        raw=take_raw(chunk.raw, rows),
         inputs=chunk.inputs[rows],
         passthrough=chunk.passthrough.iloc[rows].reset_index(drop=True),
     )

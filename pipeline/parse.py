@@ -11,6 +11,7 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,9 @@ from pipeline.records import (
     CSV_QUOTING,
     MISSING_ID,
     DeadLetter,
+    RawLines,
     RecordChunk,
+    take_raw,
 )
 
 STAGE = "parse"
@@ -47,11 +50,40 @@ def parse_header(line: bytes, source: str, delimiter: str) -> list[str]:
     return names
 
 
+@dataclass(frozen=True)
+class LineBlock:
+    """Whole physical lines of a CSV file: their bytes (newlines included), the offset just past
+    each line, and the 1-based number of the first line."""
+
+    data: bytes
+    ends: np.ndarray
+    first_number: int
+
+    @classmethod
+    def from_lines(cls, lines: Sequence[tuple[int, bytes]]) -> LineBlock:
+        """A block of consecutive numbered lines (each with its newline, if it had one)."""
+        ends = np.cumsum([len(line) for _, line in lines], dtype=np.int64)
+        first = lines[0][0] if lines else 1
+        return cls(b"".join(line for _, line in lines), ends, first)
+
+    def lines(self) -> list[tuple[int, bytes]]:
+        starts = [0, *self.ends[:-1].tolist()]
+        spans = zip(starts, self.ends.tolist(), strict=True)
+        return [(self.first_number + i, self.data[s:e]) for i, (s, e) in enumerate(spans)]
+
+
 def parse_csv_lines(
     lines: Sequence[tuple[int, bytes]], columns: Sequence[str], source: str, config: DataConfig
 ) -> tuple[RecordChunk | None, list[DeadLetter]]:
     """Parse numbered CSV lines (1-based line numbers) into a chunk plus dead letters."""
-    fast = _parse_clean_block(lines, columns, config.csv_delimiter)
+    return parse_csv_block(LineBlock.from_lines(lines), columns, source, config)
+
+
+def parse_csv_block(
+    block: LineBlock, columns: Sequence[str], source: str, config: DataConfig
+) -> tuple[RecordChunk | None, list[DeadLetter]]:
+    """Parse a block of CSV lines into a chunk plus dead letters."""
+    fast = _parse_clean_block(block, columns, config.csv_delimiter)
     if fast is not None:
         frame, raws, numbers = fast
         return _with_ids(frame, raws, numbers, source, config, [])
@@ -59,7 +91,7 @@ def parse_csv_lines(
     raws: list[str] = []
     numbers: list[int] = []
     dead: list[DeadLetter] = []
-    for number, line in lines:
+    for number, line in block.lines():
         fields, raw, problem = _split_line(line, len(columns), config.csv_delimiter)
         if problem is not None:
             reason, message = problem
@@ -75,25 +107,30 @@ def parse_csv_lines(
 
 
 def _parse_clean_block(
-    lines: Sequence[tuple[int, bytes]], columns: Sequence[str], delimiter: str
-) -> tuple[pd.DataFrame, list[str], list[int]] | None:
-    """The fast path: the whole chunk through Arrow's C++ CSV reader, or None to go line by line.
+    block: LineBlock, columns: Sequence[str], delimiter: str
+) -> tuple[pd.DataFrame, RawLines, np.ndarray] | None:
+    """The fast path: the whole block through Arrow's C++ CSV reader, or None to go line by line.
 
-    Only taken for blocks whose every line is plain (no quotes, NUL bytes or stray carriage
-    returns), where Arrow and the per-line parser agree exactly; any error (bad UTF-8, a wrong
-    field count) or a row count that differs from the non-blank lines falls back to the
-    per-line path, which finds and dead-letters the bad lines.
+    Only taken for blocks whose every line is plain (no quotes, NUL bytes or carriage returns
+    other than a CRLF's), where Arrow and the per-line parser agree exactly; any error (bad
+    UTF-8, a wrong field count) or a row count that differs from the non-empty lines falls back
+    to the per-line path, which finds and dead-letters the bad lines. Lines are located with
+    NumPy and their text is kept as bytes (`RawLines`): no Python work per line.
     """
-    block = b"".join(line for _, line in lines)
-    if not block or b'"' in block or b"\x00" in block:
+    data = block.data
+    if not data or b'"' in data or b"\x00" in data:
         return None
-    kept = [(n, line.rstrip(b"\r\n")) for n, line in lines]
-    kept = [(n, text) for n, text in kept if text]
-    if any(not text.strip() or b"\r" in text for _, text in kept):
-        return None  # whitespace-only lines and inner CRs: leave them to the per-line path
+    starts, ends, crlf = _line_spans(data, block.ends)
+    if data.count(b"\r") != crlf:
+        return None  # a carriage return inside a line: leave it to the per-line path
+    kept = np.flatnonzero(ends > starts)
+    if _blank_lines_matter(columns, delimiter) and any(
+        not data[starts[i] : ends[i]].strip() for i in kept
+    ):
+        return None  # whitespace-only lines are skipped, not parsed: the per-line path does
     try:
         table = pacsv.read_csv(
-            io.BytesIO(block),
+            io.BytesIO(data),
             read_options=pacsv.ReadOptions(column_names=list(columns), use_threads=False),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char=False),
             convert_options=pacsv.ConvertOptions(
@@ -102,12 +139,33 @@ def _parse_clean_block(
                 null_values=[""],
             ),
         )
-        raws = [text.decode("utf-8") for _, text in kept]
-    except (pa.ArrowInvalid, UnicodeDecodeError):
+    except pa.ArrowInvalid:  # bad UTF-8 (Arrow checks it), a wrong field count
         return None
     if table.num_rows != len(kept):
         return None
-    return table.to_pandas(), raws, [n for n, _ in kept]
+    raws = RawLines(data, starts[kept], ends[kept])
+    return table.to_pandas(), raws, block.first_number + kept
+
+
+def _line_spans(data: bytes, line_ends: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Start and end of each line's text (its newline and a final carriage return excluded),
+    and how many lines ended in a carriage return."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    starts = np.concatenate([[0], line_ends[:-1]]).astype(np.int64)
+    ends = line_ends.astype(np.int64)
+
+    def ends_with(byte: bytes) -> np.ndarray:
+        return (ends > starts) & (buf[np.maximum(ends - 1, 0)] == ord(byte))
+
+    ends = ends - ends_with(b"\n")
+    crs = ends_with(b"\r")
+    return starts, ends - crs, int(crs.sum())
+
+
+def _blank_lines_matter(columns: Sequence[str], delimiter: str) -> bool:
+    """Whether Arrow could read a whitespace-only line as a record (the per-line parser skips
+    it): with one column, or a whitespace delimiter. Otherwise its field count is wrong."""
+    return len(columns) == 1 or delimiter.isspace()
 
 
 def parse_arrow_batch(
@@ -179,8 +237,8 @@ def _split_line(
 
 def _with_ids(
     frame: pd.DataFrame,
-    raws: list[str],
-    numbers: list[int],
+    raws: Sequence[str],
+    numbers: Sequence[int],
     source: str,
     config: DataConfig,
     dead: list[DeadLetter],
@@ -197,7 +255,7 @@ def _with_ids(
         message = f"record has no value in id column {config.id_column!r}"
         dead.append(_dead(f"{source}:{numbers[i]}", source, MISSING_ID, message, raws[i]))
     ids = [str(v) for v in values[present]]
-    kept = [r for r, ok in zip(raws, present, strict=False) if ok]
+    kept = take_raw(raws, np.flatnonzero(present))
     frame = frame[present].drop(columns=[config.id_column]).reset_index(drop=True)
     return (RecordChunk(source, ids, kept, frame) if ids else None), dead
 

@@ -7,6 +7,7 @@ record, so every stage after parsing is vectorised. A record that cannot go on b
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +36,42 @@ WRONG_SIZE = "wrong_size"
 DEAD_LETTER_COLUMNS = ("record_id", "source", "stage", "reason", "field", "message", "raw")
 
 
+class RawLines(Sequence):
+    """The raw text of a chunk's CSV records, kept as the bytes read and decoded on demand.
+
+    Almost no record is ever dead-lettered, so decoding every line to a `str` up front (a
+    million Python strings per million rows) is wasted work; a line is decoded only when a dead
+    letter needs it. The text was checked as UTF-8 when parsed.
+    """
+
+    def __init__(self, data: bytes, starts: np.ndarray, ends: np.ndarray):
+        self._data = data
+        self._starts = starts
+        self._ends = ends
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def __getitem__(self, i: int) -> str:
+        return self._data[self._starts[i] : self._ends[i]].decode("utf-8", "backslashreplace")
+
+    def __iter__(self) -> Iterator[str]:
+        return (self[i] for i in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    def take(self, index: np.ndarray) -> RawLines:
+        return RawLines(self._data, self._starts[index], self._ends[index])
+
+
+def take_raw(raw: Sequence[str], index: np.ndarray) -> Sequence[str]:
+    """The raw inputs at integer positions `index` (lazily, for `RawLines`)."""
+    if isinstance(raw, RawLines):
+        return raw.take(index)
+    return [raw[i] for i in index]
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     """A record that could not be parsed, encoded or scored, with why and its raw input."""
@@ -58,13 +95,14 @@ class RecordChunk:
     Attributes:
       source: the file the rows came from.
       record_ids: one id per row (from `data.id_column` or derived from file and row).
-      raw: the raw input of each row (the CSV line, or JSON for binary formats).
+      raw: the raw input of each row (the CSV line, or JSON for binary formats); a list or
+        `RawLines`.
       frame: the columns, one row per record, indexed 0..n-1.
     """
 
     source: str
     record_ids: list[str]
-    raw: list[str]
+    raw: Sequence[str]
     frame: pd.DataFrame
 
     def __len__(self) -> int:
@@ -76,7 +114,7 @@ class RecordChunk:
         return RecordChunk(
             source=self.source,
             record_ids=[self.record_ids[i] for i in index],
-            raw=[self.raw[i] for i in index],
+            raw=take_raw(self.raw, index),
             frame=self.frame.iloc[index].reset_index(drop=True),
         )
 
@@ -104,7 +142,7 @@ class EncodedChunk:
 
     source: str
     record_ids: list[str]
-    raw: list[str]
+    raw: Sequence[str]
     inputs: np.ndarray
     passthrough: pd.DataFrame = field(default_factory=pd.DataFrame)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 
 import apache_beam as beam
@@ -22,6 +23,7 @@ from pipeline.io import (
     WriteTables,
     input_columns,
     input_format,
+    line_blocks,
     match_inputs,
     read_text,
     write_json,
@@ -357,3 +359,19 @@ def test_small_file_helpers_round_trip(tmp_path):
     assert read_text(str(tmp_path / "a.txt")) == "héllo\n"
     write_json(str(tmp_path / "a.json"), {"k": [1, 2], "p": tmp_path})
     assert json.loads(read_text(str(tmp_path / "a.json"))) == {"k": [1, 2], "p": str(tmp_path)}
+
+
+@pytest.mark.parametrize("piece_bytes", [1, 7, 1 << 20])
+@pytest.mark.parametrize("tail", [b"", b"\n", b"\r\n"])
+def test_line_blocks_cut_whole_lines_in_blocks_whatever_the_read_size(piece_bytes, tail):
+    lines = [b"a,1\n", b"\n", b"bb,22\r\n", b"ccc,333\n", b"d,4" + tail]
+    handle = io.BytesIO(b"".join(lines))
+    blocks = list(line_blocks(handle, size=2, first_number=2, piece_bytes=piece_bytes))
+    assert [b.first_number for b in blocks] == [2, 4, 6]
+    assert [len(b.ends) for b in blocks] == [2, 2, 1]
+    assert [line for b in blocks for _, line in b.lines()] == lines
+    assert [n for b in blocks for n, _ in b.lines()] == [2, 3, 4, 5, 6]
+
+
+def test_line_blocks_of_an_empty_file():
+    assert list(line_blocks(io.BytesIO(b""), size=4)) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pyarrow as pa
 import pytest
 import tensorflow as tf
@@ -17,6 +18,7 @@ from pipeline.records import (
     DEAD_LETTER_COLUMNS,
     MISSING_ID,
     DeadLetter,
+    RawLines,
 )
 
 SOURCE = "data/part.csv"
@@ -240,3 +242,33 @@ def test_dead_letter_rows_have_the_documented_columns():
     letter = DeadLetter("r", "s", "parse", COLUMN_COUNT, "m", "raw", field="x")
     assert tuple(letter.as_row()) == DEAD_LETTER_COLUMNS
     assert letter.as_row()["field"] == "x"
+
+
+def test_plain_block_takes_the_arrow_path_and_keeps_raw_lines_as_bytes():
+    lines = numbered(b"1,2.5,a\r\n", b"\n", b"2,,b\r\n", b"3,4,\xc3\xa9\n")
+    chunk, dead = parse_csv_lines(lines, COLUMNS, SOURCE, DataConfig())
+    assert dead == []
+    assert isinstance(chunk.raw, RawLines)  # nothing decoded until a dead letter needs it
+    assert chunk.raw == ["1,2.5,a", "2,,b", "3,4,é"]
+    assert chunk.record_ids == [f"{SOURCE}:2", f"{SOURCE}:4", f"{SOURCE}:5"]
+    assert chunk.frame.to_dict("list") == {
+        "id": ["1", "2", "3"],
+        "x": ["2.5", None, "4"],
+        "c": ["a", "b", "é"],
+    }
+    kept = chunk.take(np.array([2, 0]))
+    assert list(kept.raw) == ["3,4,é", "1,2.5,a"]
+    assert [d.raw for d in chunk.dead_letters(np.array([1]), "type", "r", "m")] == ["2,,b"]
+
+
+@pytest.mark.parametrize(
+    "bad_line", [b"2,3\n", b"2,3,\xff\n", b"2,\r3,c\n", b'2,"3",c\n', b"2,3,c\x00\n"]
+)
+def test_a_block_with_one_bad_line_matches_the_per_line_parser(bad_line):
+    lines = numbered(b"1,2,a\n", bad_line, b"3,4,c\n")
+    chunk, dead = parse_csv_lines(lines, COLUMNS, SOURCE, DataConfig())
+    good = [(n, line) for n, line in lines if line != bad_line]
+    alone = [parse_csv_lines([pair], COLUMNS, SOURCE, DataConfig()) for pair in lines]
+    assert chunk.record_ids[0] == f"{SOURCE}:2" and chunk.record_ids[-1] == f"{SOURCE}:4"
+    assert len(chunk) + len(dead) == sum(len(c or []) + len(d) for c, d in alone)
+    assert len(good) == 2 and all(f"{SOURCE}:{n}" in chunk.record_ids for n, _ in good)
