@@ -208,12 +208,16 @@ def _to_categories(values: pd.Series, kind: str) -> np.ndarray:
     present = values.notna().to_numpy(dtype=bool)
     out[~present] = None
     if kind == INT_CATEGORICAL:
-        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+        numbers = _arrow_numbers(values)
+        if numbers is None:
+            numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
         integral = present & np.isfinite(numbers)
         integral[integral] = numbers[integral] == np.round(numbers[integral])
         out[integral] = numbers[integral].astype(np.int64).astype(str)
         present &= ~integral
-    not_text = [i for i in np.flatnonzero(present) if not isinstance(out[i], str)]
-    for i in not_text:  # e.g. numbers from Parquet in a categorical column
-        out[i] = str(out[i])
+    # e.g. numbers from Parquet in a categorical column (checked in C first: usually all text)
+    if present.any() and pd.api.types.infer_dtype(out[present], skipna=False) != "string":
+        for i in np.flatnonzero(present):
+            if not isinstance(out[i], str):
+                out[i] = str(out[i])
     return out

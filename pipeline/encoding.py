@@ -94,8 +94,9 @@ class TabularEncoding:
         for j, spec in enumerate(self.categorical, start=offset):
             column = frame[spec.name]
             seen = column.notna().to_numpy()
-            lookup = {v: i for i, v in enumerate(spec.vocabulary)}
-            index = column.map(lookup).fillna(spec.oov_index).to_numpy(dtype=np.float32)
+            # A hash lookup in C (vocabularies are unique); -1, unseen, is the OOV bucket.
+            index = pd.Index(spec.vocabulary, dtype=object).get_indexer(column.to_numpy(object))
+            index = np.where(index < 0, spec.oov_index, index).astype(np.float32)
             values[:, j] = np.where(seen, index, 0.0)
             mask[:, j] = seen
         return np.concatenate([values, mask], axis=1)
