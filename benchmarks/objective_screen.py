@@ -11,7 +11,7 @@ product's: publish CLI figures.
         --variant default '{}' --variant per_feature '{"numeric_variance": "feature"}'
 
 Variant keys: scaling (iqr | std), numeric_variance (record | feature | fixed), beta,
-min_log_var, latent_dim, hidden_units, kl_warmup_epochs.
+min_log_var, latent_dim, hidden_units, kl_warmup_epochs, score_tolerance.
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ def run(path: Path, seed: int, variant: dict) -> dict[str, float]:
         kl_warmup_epochs=variant.get("kl_warmup_epochs", 5),
         min_log_var=variant.get("min_log_var", -6.0),
         numeric_variance=variant.get("numeric_variance", "record"),
+        score_tolerance=variant.get("score_tolerance", 0.5),
         seed=seed,
     )
     with tempfile.TemporaryDirectory() as checkpoints:

@@ -102,6 +102,7 @@ class ModelConfig:
     min_log_var: float = -6.0
     max_log_var: float = 6.0
     numeric_variance: str = "record"
+    score_tolerance: float = 0.5
     image_likelihood: str = "bernoulli"
 
     def validate(self) -> None:
@@ -122,6 +123,10 @@ class ModelConfig:
             raise ConfigError(
                 "model.min_log_var must be below model.max_log_var. "
                 f"Received: {self.min_log_var} >= {self.max_log_var}"
+            )
+        if self.score_tolerance < 0:
+            raise ConfigError(
+                f"model.score_tolerance must be >= 0. Received: {self.score_tolerance}"
             )
 
 

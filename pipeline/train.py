@@ -219,6 +219,7 @@ def _fit(paths, encoding: Encoding, config: VaepipeConfig, n_train: int, work: s
         max_log_var=m.max_log_var,
         seed=t.seed,
         numeric_variance=m.numeric_variance,
+        score_tolerance=m.score_tolerance,
     )
     dim = encoding.layout().input_dim
     resume_dir = os.path.join(work, "resume")

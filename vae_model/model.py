@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -51,6 +52,14 @@ class VAE(_Steps, keras.Model):
             units (the NLL is then squared error). A per-record variance lets the decoder
             call an anomaly's features "just noisy" and lower its score; see
             `NUMERIC_VARIANCES`.
+        score_tolerance: A standard deviation (in the numeric features' standardized units)
+            added in quadrature to the decoder's when scoring: the scoring terms
+            (``call``/``predict``/`score_terms`) use the variance ``sigma^2 + tolerance^2``;
+            training and the logged ELBO do not. A decoder can predict some features of
+            normal records very precisely (discrete or nearly constant columns); without a
+            tolerance their tiny residuals then outweigh large deviations elsewhere. ``0``
+            (the default, what models saved before this option used) scores with the
+            decoder's variance alone.
         **kwargs: Standard ``keras.Model`` arguments (``name``, ``dtype``, ...).
     """
 
@@ -66,6 +75,7 @@ class VAE(_Steps, keras.Model):
         max_log_var: float = losses.DEFAULT_MAX_LOG_VAR,
         seed: int = 0,
         numeric_variance: str = "record",
+        score_tolerance: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -86,6 +96,7 @@ class VAE(_Steps, keras.Model):
                 f"Received: numeric_variance={numeric_variance!r}"
             )
         self.numeric_variance = numeric_variance
+        self.score_tolerance = _non_negative_float("score_tolerance", score_tolerance)
         self._score_mc_samples = 0
         # Training-only switch (set by fit_vae, not saved): skip non-finite batches.
         self.skip_nonfinite = False
@@ -330,9 +341,14 @@ class VAE(_Steps, keras.Model):
         return _outputs(losses.combine_terms(nll, kl), z_mean)
 
     def _feature_nll(self, x: Any, z: Any) -> Any:
-        return losses.feature_nll(
-            x, self.decode(z), self.layout, self.min_log_var, self.max_log_var
-        )
+        """Per-feature NLL of the scoring terms: the decoder's numeric variance plus the
+        scoring tolerance's."""
+        outputs = self.decode(z)
+        if self.score_tolerance > 0 and self.layout.n_numeric:
+            tolerance_log_var = 2.0 * math.log(self.score_tolerance)
+            log_var = ops.logaddexp(outputs["numeric_log_var"], tolerance_log_var)
+            outputs = {**outputs, "numeric_log_var": log_var}
+        return losses.feature_nll(x, outputs, self.layout, self.min_log_var, self.max_log_var)
 
     def _fixed_draws(self, mc_samples: int) -> np.ndarray:
         rng = np.random.default_rng(self.seed)
@@ -389,6 +405,7 @@ class VAE(_Steps, keras.Model):
                 "max_log_var": self.max_log_var,
                 "seed": self.seed,
                 "numeric_variance": self.numeric_variance,
+                "score_tolerance": self.score_tolerance,
             }
         )
         return config

@@ -208,3 +208,37 @@ def test_numeric_variance_defaults_to_record_for_saved_configs(layout, small_mod
     assert VAE.from_config(config).numeric_variance == "record"
     with pytest.raises(ValueError, match="Received: numeric_variance='sometimes'"):
         VAE(layout.to_config(), numeric_variance="sometimes")
+
+
+def test_score_tolerance_adds_to_the_scoring_variance_only(layout, records):
+    """Scoring uses log(sigma^2 + tolerance^2); the training estimator ignores the tolerance."""
+    kwargs = {"latent_dim": 3, "hidden_units": (8,), "seed": 1}
+    plain = VAE(layout.to_config(), **kwargs)
+    tolerant = VAE(layout.to_config(), score_tolerance=0.5, **kwargs)
+    tolerant.set_weights(plain.get_weights())
+    x = records(32, seed=4)
+    z_mean, _ = tolerant.encode(x)
+    out = to_numpy(tolerant.decode(z_mean))
+    variance = np.exp(out["numeric_log_var"]) + 0.25
+    values, mask = x[:, :2], x[:, 3:5]
+    residual = (values - out["numeric_mu"]) ** 2
+    expected = 0.5 * (np.log(2 * np.pi) + np.log(variance) + residual / variance) * mask
+    got = to_numpy(tolerant.score_terms(x))
+    np.testing.assert_allclose(got["feature_nll"][:, :2], expected, rtol=1e-4, atol=1e-5)
+    base = to_numpy(plain.score_terms(x))
+    np.testing.assert_allclose(got["feature_nll"][:, 2:], base["feature_nll"][:, 2:], rtol=1e-6)
+    np.testing.assert_allclose(got["kl"], base["kl"], rtol=1e-6)
+    assert not np.allclose(got["score"], base["score"])
+    # The training estimator (same seed, so the same noise draw) ignores the tolerance.
+    sampled_tolerant = to_numpy(tolerant(x, training=True))
+    sampled_plain = to_numpy(plain(x, training=True))
+    np.testing.assert_array_equal(sampled_tolerant["score"], sampled_plain["score"])
+    assert VAE.from_config(tolerant.get_config()).score_tolerance == 0.5
+
+
+def test_score_tolerance_is_off_for_saved_configs_and_checked(layout, small_model):
+    config = small_model.get_config()
+    config.pop("score_tolerance")
+    assert VAE.from_config(config).score_tolerance == 0.0
+    with pytest.raises(ValueError, match="Received: score_tolerance=-0.1"):
+        VAE(layout.to_config(), score_tolerance=-0.1)
