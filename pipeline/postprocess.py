@@ -59,17 +59,28 @@ def flags_table(
         "is_anomaly": terms["score"] > threshold,
     }
     names, values = top_contributions(terms["feature_nll"], baseline, top_features)
+    labels = np.asarray(feature_names, dtype=object)
     for k in range(top_features):
         if k < names.shape[1]:
-            columns[f"top_feature_{k + 1}"] = [feature_names[i] for i in names[:, k]]
+            columns[f"top_feature_{k + 1}"] = labels[names[:, k]]
             columns[f"top_contribution_{k + 1}"] = values[:, k]
         else:  # the model has fewer features than scoring.top_features: null slots
             columns[f"top_feature_{k + 1}"] = [None] * len(record_ids)
             columns[f"top_contribution_{k + 1}"] = [None] * len(record_ids)
     for name in schema.names[len(columns) :]:
         column = passthrough[name] if name in passthrough.columns else [None] * len(record_ids)
-        columns[name] = [None if v is None else str(v) for v in column]
+        columns[name] = _as_text(column)
     return pa.Table.from_pydict(columns, schema=schema)
+
+
+def _as_text(column: Sequence) -> pa.Array:
+    """A passthrough column as strings (None stays null), converted in C when it already holds
+    only text (a CSV column); other values (numbers from Parquet) are spelled with `str`."""
+    values = np.asarray(column, dtype=object)
+    try:
+        return pa.array(values, type=pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if v is None else str(v) for v in values], type=pa.string())
 
 
 def top_contributions(
