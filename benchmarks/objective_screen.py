@@ -11,7 +11,8 @@ product's: publish CLI figures.
         --variant default '{}' --variant per_feature '{"numeric_variance": "feature"}'
 
 Variant keys: scaling (iqr | std), numeric_variance (record | feature | fixed), beta,
-min_log_var, latent_dim, hidden_units, kl_warmup_epochs, score_tolerance.
+min_log_var, latent_dim, hidden_units, kl_warmup_epochs, score_tolerance, batch_size, epochs,
+min_steps (shrink the batch so an epoch has at least this many steps, to 16 rows at least).
 """
 
 from __future__ import annotations
@@ -72,13 +73,20 @@ def run(path: Path, seed: int, variant: dict) -> dict[str, float]:
         seed=seed,
     )
     with tempfile.TemporaryDirectory() as checkpoints:
-        fit_vae(model, encode(fit), encode(val), epochs=40, learning_rate=1e-3, patience=5,
-                checkpoint_dir=checkpoints, batch_size=256, print_fn=None)  # fmt: skip
+        fit_vae(model, encode(fit), encode(val), epochs=variant.get("epochs", 40),
+                learning_rate=1e-3, patience=5, checkpoint_dir=checkpoints,
+                batch_size=batch_size(len(fit), variant), print_fn=None)  # fmt: skip
     terms = model.score_terms(encode(x_test))
     return {
         name: roc_auc_score(y_test, keras.ops.convert_to_numpy(terms[name]))
         for name in ("score", "reconstruction_nll", "kl")
     }
+
+
+def batch_size(rows: int, variant: dict) -> int:
+    size = variant.get("batch_size", 256)
+    steps = variant.get("min_steps")
+    return min(size, max(16, -(-rows // steps))) if steps else size
 
 
 def main() -> None:

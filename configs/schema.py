@@ -143,11 +143,13 @@ class TrainConfig:
     seed: int = 0
     on_nonfinite: str = "fail"
     steps_per_execution: int = 1
+    min_steps_per_epoch: int = 16
     device_resident: bool = False
 
     def validate(self) -> None:
         _check_choice("train.on_nonfinite", self.on_nonfinite, ("fail", "skip_batch"))
         _check_positive("train.steps_per_execution", self.steps_per_execution)
+        _check_positive("train.min_steps_per_epoch", self.min_steps_per_epoch)
         _check_positive("train.epochs", self.epochs)
         _check_positive("train.batch_size", self.batch_size)
         if self.learning_rate <= 0:

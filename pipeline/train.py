@@ -20,6 +20,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 
 from configs import ConfigError, VaepipeConfig
 from configs.loader import dump_config, to_dict
+from configs.schema import TrainConfig
 from pipeline import bundle as bundle_lib
 from pipeline.beam_runner import run_pipeline
 from pipeline.encoding import Encoding, load_encoding
@@ -32,6 +33,7 @@ _LOG = logging.getLogger(__name__)
 # int8 codes span +-127 steps; this many posterior standard deviations of headroom past the
 # calibration range keeps unusual (anomalous) records from clipping.
 _CODE_HEADROOM = 1.5
+MIN_BATCH_SIZE = 16  # the smallest batch train.min_steps_per_epoch may choose
 PREPARED_MARKER = "PREPARED"
 
 
@@ -72,14 +74,25 @@ def train(
         )
 
     echo(f"[2/4] training the VAE on {rows['train']} rows ({len(encoding.columns)} features)")
+    batch_size = effective_batch_size(rows["train"], config.train)
+    if batch_size < config.train.batch_size:
+        echo(
+            f"      batch size {batch_size} instead of {config.train.batch_size}, for at least "
+            f"{config.train.min_steps_per_epoch} steps per epoch (train.min_steps_per_epoch)"
+        )
     local = _local_work_dir(paths)
-    model, history = _fit(paths, encoding, config, rows["train"], local, echo)
+    model, history = _fit(paths, encoding, config, rows["train"], batch_size, local, echo)
 
     echo(f"[3/4] calibrating on {rows['calibration']} held-out rows")
     calibration, scores = _calibrate(model, paths, encoding, config)
 
     echo(f"[4/4] writing the model bundle to {model_dir}")
-    report = {"history": history, "rows": rows, "seconds": round(time.time() - started, 1)}
+    report = {
+        "history": history,
+        "rows": rows,
+        "batch_size": batch_size,
+        "seconds": round(time.time() - started, 1),
+    }
     parts = {
         bundle_lib.ENCODING_FILE: encoding.to_json().encode(),
         bundle_lib.SCHEMA_FILE: read_bytes(paths.schema),
@@ -97,6 +110,17 @@ def train(
         f"target FPR {calibration.target_fpr})"
     )
     return TrainResult(model_dir, history, rows, calibration.threshold)
+
+
+def effective_batch_size(n_train: int, train: TrainConfig) -> int:
+    """`train.batch_size`, made smaller (to MIN_BATCH_SIZE rows at least) when the train split
+    is too small for `train.min_steps_per_epoch` optimizer steps per epoch at that size.
+
+    Early stopping counts epochs, so a 200-row split at batch 256 would stop after a few
+    dozen optimizer steps, far from trained (ADBench's small sets: docs/BENCHMARKS.md).
+    """
+    wanted = max(MIN_BATCH_SIZE, math.ceil(n_train / train.min_steps_per_epoch))
+    return min(train.batch_size, wanted)
 
 
 def _prepare(input_pattern, config, paths, fingerprint, beam_args, test_pipeline, echo) -> None:
@@ -201,7 +225,7 @@ def _split_rows(paths: PreparedPaths, input_dim: int) -> dict:
     return counts
 
 
-def _fit(paths, encoding: Encoding, config: VaepipeConfig, n_train: int, work: str, echo):
+def _fit(paths, encoding: Encoding, config: VaepipeConfig, n_train: int, batch: int, work, echo):
     import keras
 
     from vae_model import VAE, fit_vae
@@ -231,9 +255,9 @@ def _fit(paths, encoding: Encoding, config: VaepipeConfig, n_train: int, work: s
         val_data = _load_split(paths, "validation", dim)
     else:
         train_data = epoch_dataset(
-            _shard_pattern(paths, "train"), dim, t.batch_size, t.seed, first_epoch, t.epochs
+            _shard_pattern(paths, "train"), dim, batch, t.seed, first_epoch, t.epochs
         )
-        val_data = shard_dataset(_shard_pattern(paths, "validation"), dim, t.batch_size)
+        val_data = shard_dataset(_shard_pattern(paths, "validation"), dim, batch)
     history = fit_vae(
         model,
         train_data,
@@ -245,8 +269,8 @@ def _fit(paths, encoding: Encoding, config: VaepipeConfig, n_train: int, work: s
         print_fn=echo,
         skip_nonfinite=t.on_nonfinite == "skip_batch",
         # Streams need the epoch length; resident rows are batched by fit_resident.
-        steps_per_epoch=None if t.device_resident else math.ceil(n_train / t.batch_size),
-        batch_size=t.batch_size if t.device_resident else None,
+        steps_per_epoch=None if t.device_resident else math.ceil(n_train / batch),
+        batch_size=batch if t.device_resident else None,
         resume_dir=resume_dir,
         steps_per_execution=t.steps_per_execution,
         device_resident=t.device_resident,

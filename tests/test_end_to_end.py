@@ -26,6 +26,7 @@ def test_bundle_has_every_part_and_the_training_terms(model_dir):
     assert set(manifest["sha256"]) <= {p.name for p in model_dir.iterdir()}
     report = json.loads((model_dir / "training_report.json").read_text())
     history = report["history"]
+    assert report["batch_size"] == 128  # train.batch_size: 9,600 rows make enough steps
     for key in ("reconstruction_nll", "kl", "elbo", "val_reconstruction_nll", "val_kl", "val_elbo"):
         assert len(history[key]) >= 1, key
     # training lowers the negative ELBO on held-out data
@@ -58,9 +59,12 @@ def test_scores_rank_injected_anomalies_above_normal_records(model_dir, data_dir
     assert _score(model_dir, data_dir / "mixed.csv", out) == 0
     flags = pd.read_parquet(out / "flags")
     assert roc_auc_score(flags["label"].astype(int), flags["score"]) > 0.85
-    top = flags.sort_values("score").iloc[-1]
-    assert top.top_feature_1 in {"load", "temperature", "power", "price", "latency_ms"}
-    assert top.top_contribution_1 >= top.top_contribution_2 >= top.top_contribution_3
+    # Each injected anomaly breaks a relation between these columns (a price that does not fit
+    # its region may be blamed on either); the unrelated tier and is_weekend never lead.
+    broken = {"load", "temperature", "power", "price", "latency_ms", "region"}
+    for _, top in flags.sort_values("score").iloc[-10:].iterrows():
+        assert top.top_feature_1 in broken
+        assert top.top_contribution_1 >= top.top_contribution_2 >= top.top_contribution_3
 
 
 def test_scores_are_deterministic_and_ignore_column_order(model_dir, data_dir, tmp_path):
