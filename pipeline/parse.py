@@ -254,7 +254,10 @@ def _with_ids(
     for i in np.flatnonzero(~present):
         message = f"record has no value in id column {config.id_column!r}"
         dead.append(_dead(f"{source}:{numbers[i]}", source, MISSING_ID, message, raws[i]))
-    ids = [str(v) for v in values[present]]
+    ids = values[present].to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(ids, skipna=False) != "string":  # e.g. integer ids from Parquet
+        ids = [str(v) for v in ids]
+    ids = list(ids)
     kept = take_raw(raws, np.flatnonzero(present))
     frame = frame[present].drop(columns=[config.id_column]).reset_index(drop=True)
     return (RecordChunk(source, ids, kept, frame) if ids else None), dead
