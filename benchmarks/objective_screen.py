@@ -12,7 +12,8 @@ product's: publish CLI figures.
 
 Variant keys: scaling (iqr | std), numeric_variance (record | feature | fixed), beta,
 min_log_var, latent_dim, hidden_units, kl_warmup_epochs, score_tolerance, batch_size, epochs,
-min_steps (shrink the batch so an epoch has at least this many steps, to 16 rows at least).
+min_steps (shrink the batch so an epoch has at least this many steps, to 16 rows at least;
+16 as in the product, 1 = always batch_size).
 """
 
 from __future__ import annotations
@@ -85,8 +86,8 @@ def run(path: Path, seed: int, variant: dict) -> dict[str, float]:
 
 def batch_size(rows: int, variant: dict) -> int:
     size = variant.get("batch_size", 256)
-    steps = variant.get("min_steps")
-    return min(size, max(16, -(-rows // steps))) if steps else size
+    steps = variant.get("min_steps", 16)  # the product's train.min_steps_per_epoch
+    return min(size, max(16, -(-rows // steps)))
 
 
 def main() -> None:
