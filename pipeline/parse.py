@@ -62,8 +62,10 @@ class LineBlock:
     @classmethod
     def from_lines(cls, lines: Sequence[tuple[int, bytes]]) -> LineBlock:
         """A block of consecutive numbered lines (each with its newline, if it had one)."""
-        ends = np.cumsum([len(line) for _, line in lines], dtype=np.int64)
         first = lines[0][0] if lines else 1
+        if [n for n, _ in lines] != list(range(first, first + len(lines))):
+            raise ValueError("a block holds consecutive lines: their numbers must follow on")
+        ends = np.cumsum([len(line) for _, line in lines], dtype=np.int64)
         return cls(b"".join(line for _, line in lines), ends, first)
 
     def lines(self) -> list[tuple[int, bytes]]:

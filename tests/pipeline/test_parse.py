@@ -272,3 +272,8 @@ def test_a_block_with_one_bad_line_matches_the_per_line_parser(bad_line):
     assert chunk.record_ids[0] == f"{SOURCE}:2" and chunk.record_ids[-1] == f"{SOURCE}:4"
     assert len(chunk) + len(dead) == sum(len(c or []) + len(d) for c, d in alone)
     assert len(good) == 2 and all(f"{SOURCE}:{n}" in chunk.record_ids for n, _ in good)
+
+
+def test_lines_must_be_consecutive():
+    with pytest.raises(ValueError, match="consecutive lines"):
+        parse_csv_lines([(2, b"1,2,a\n"), (4, b"2,3,b\n")], COLUMNS, SOURCE, DataConfig())
