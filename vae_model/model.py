@@ -255,13 +255,17 @@ class VAE(_Steps, keras.Model):
             numpy float32 ``[B, width]``: numeric columns are the decoded means,
             categorical columns the argmax category index as a float, Bernoulli columns
             the mean intensity ``sigmoid(logit)`` (not a 0/1 draw: a grey pixel stays grey).
+            Full float32 matmuls, as in scoring: a decoded record must not depend on the
+            batch it was decoded in (see `exact_float32_matmuls`).
         """
-        out = self.decode(ops.convert_to_tensor(z, "float32"))
-        columns = [out["numeric_mu"]]
-        for logits in out["categorical_logits"]:
-            columns.append(ops.cast(ops.expand_dims(ops.argmax(logits, axis=-1), -1), "float32"))
-        columns.append(ops.sigmoid(out["bernoulli_logits"]))
-        return ops.convert_to_numpy(ops.concatenate(columns, axis=-1))
+        with exact_float32_matmuls():
+            out = self.decode(ops.convert_to_tensor(z, "float32"))
+            columns = [out["numeric_mu"]]
+            for logits in out["categorical_logits"]:
+                argmax = ops.argmax(logits, axis=-1)
+                columns.append(ops.cast(ops.expand_dims(argmax, -1), "float32"))
+            columns.append(ops.sigmoid(out["bernoulli_logits"]))
+            return ops.convert_to_numpy(ops.concatenate(columns, axis=-1))
 
     # ------------------------------------------------------------------- scoring
     @property

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from vae_model import VAE, FeatureLayout, pack
+from vae_model.model import exact_float32_matmuls
 
 
 def to_numpy(terms):
@@ -180,18 +181,21 @@ def test_numeric_variance_modes(layout, records, variance):
     model = VAE(layout.to_config(), latent_dim=3, hidden_units=(8,), seed=1,
                 numeric_variance=variance)  # fmt: skip
     x = records(16, seed=9)
-    z_mean, _ = model.encode(x)
-    out = to_numpy(model.decode(z_mean))
+    with exact_float32_matmuls():  # as scoring computes them (a GPU would use TF32 otherwise)
+        z_mean, _ = model.encode(x)
+        out = to_numpy(model.decode(z_mean))
     log_var = out["numeric_log_var"]
     if variance == "fixed":
         np.testing.assert_array_equal(log_var, 0.0)
     elif variance == "feature":  # one learned value per feature, the same for every record
         model.numeric_log_var.assign([0.5, -1.0])
-        log_var = to_numpy(model.decode(z_mean))["numeric_log_var"]
+        with exact_float32_matmuls():
+            log_var = to_numpy(model.decode(z_mean))["numeric_log_var"]
         np.testing.assert_allclose(log_var, np.tile([[0.5, -1.0]], (16, 1)))
     else:  # decoded per record
         assert np.ptp(log_var, axis=0).max() > 0
-    mu = to_numpy(model.decode(z_mean))["numeric_mu"]
+    with exact_float32_matmuls():
+        mu = to_numpy(model.decode(z_mean))["numeric_mu"]
     values, mask = x[:, :2], x[:, 3:5]
     expected = 0.5 * (np.log(2 * np.pi) + log_var + (values - mu) ** 2 * np.exp(-log_var)) * mask
     got = to_numpy(model.score_terms(x))["feature_nll"][:, :2]
@@ -217,8 +221,9 @@ def test_score_tolerance_adds_to_the_scoring_variance_only(layout, records):
     tolerant = VAE(layout.to_config(), score_tolerance=0.5, **kwargs)
     tolerant.set_weights(plain.get_weights())
     x = records(32, seed=4)
-    z_mean, _ = tolerant.encode(x)
-    out = to_numpy(tolerant.decode(z_mean))
+    with exact_float32_matmuls():  # as scoring computes them (a GPU would use TF32 otherwise)
+        z_mean, _ = tolerant.encode(x)
+        out = to_numpy(tolerant.decode(z_mean))
     variance = np.exp(out["numeric_log_var"]) + 0.25
     values, mask = x[:, :2], x[:, 3:5]
     residual = (values - out["numeric_mu"]) ** 2
