@@ -36,7 +36,9 @@ import keras  # noqa: E402
 from adbench import DEFAULT_DATA, find_sets, load_split  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
+from configs.schema import TrainConfig  # noqa: E402
 from pipeline.encoding import IQR_TO_STD, NumericSpec, TabularEncoding  # noqa: E402
+from pipeline.train import effective_batch_size  # noqa: E402
 from vae_model import VAE, FeatureLayout, fit_vae  # noqa: E402
 
 
@@ -85,9 +87,11 @@ def run(path: Path, seed: int, variant: dict) -> dict[str, float]:
 
 
 def batch_size(rows: int, variant: dict) -> int:
-    size = variant.get("batch_size", 256)
-    steps = variant.get("min_steps", 16)  # the product's train.min_steps_per_epoch
-    return min(size, max(16, -(-rows // steps)))
+    """The product's batch rule (`pipeline.train.effective_batch_size`) for this variant."""
+    train = TrainConfig(
+        batch_size=variant.get("batch_size", 256), min_steps_per_epoch=variant.get("min_steps", 16)
+    )
+    return effective_batch_size(rows, train)
 
 
 def main() -> None:
