@@ -19,8 +19,9 @@ from typing import Any
 
 from keras import ops
 
+from vae_model.categorical import plan_for
 from vae_model.layout import FeatureLayout, unpack
-from vae_model.likelihoods import bernoulli_nll, categorical_nll, gaussian_nll
+from vae_model.likelihoods import bernoulli_nll, gaussian_nll
 
 DEFAULT_MIN_LOG_VAR = -6.0
 DEFAULT_MAX_LOG_VAR = 6.0
@@ -61,8 +62,11 @@ def feature_nll(
     Args:
         x_packed: ``[B, 2*width]`` packed input.
         decoder_outputs: ``{"numeric_mu": [B, n_num], "numeric_log_var": [B, n_num],
-            "categorical_logits": [[B, card_j], ...], "bernoulli_logits": [B, n_bern]}``
+            "categorical_logits": [B, onehot_dim], "bernoulli_logits": [B, n_bern]}``
             (``bernoulli_logits`` only needed when the layout has Bernoulli features).
+            ``categorical_logits`` is every categorical feature's logits side by side in
+            layout order, as `VAE.decode` gives them; a list of one ``[B, card_j]`` per
+            feature is accepted too.
         layout: The feature layout.
         min_log_var: Lower clamp for the numeric log-variance.
         max_log_var: Upper clamp for the numeric log-variance.
@@ -79,9 +83,13 @@ def feature_nll(
     if n_num:
         log_var = clamp_log_var(decoder_outputs["numeric_log_var"], min_log_var, max_log_var)
         columns.append(gaussian_nll(values[:, :n_num], decoder_outputs["numeric_mu"], log_var))
-    for j, logits in enumerate(decoder_outputs["categorical_logits"]):
-        nll = categorical_nll(values[:, n_num + j], logits)
-        columns.append(ops.expand_dims(nll, -1))
+    if layout.n_categorical:
+        logits = decoder_outputs["categorical_logits"]
+        if isinstance(logits, list | tuple):  # one [B, card_j] per feature: the old form
+            logits = ops.concatenate([ops.cast(part, "float32") for part in logits], axis=-1)
+        index = values[:, n_num : layout.bernoulli_start]
+        # All features at once (`CategoricalPlan.nll`): the graph does not grow with them.
+        columns.append(plan_for(layout.cardinalities).nll(index, logits))
     if layout.n_bernoulli:
         intensities = values[:, layout.bernoulli_start :]
         columns.append(bernoulli_nll(intensities, decoder_outputs["bernoulli_logits"]))

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from vae_model import losses
+from vae_model import categorical, losses
 from vae_model.layout import FeatureLayout, unpack
 from vae_model.steps import JaxSteps, TensorFlowSteps
 
@@ -101,6 +101,8 @@ class VAE(_Steps, keras.Model):
         # Training-only switch (set by fit_vae, not saved): skip non-finite batches.
         self.skip_nonfinite = False
 
+        # Static indices that vectorize the categorical features (no per-feature graph).
+        self._categorical = categorical.plan_for(layout.cardinalities)
         self._build_networks()
         # KL weight in [0, 1], driven by the KLWarmup callback. Starts at 1 so a plain
         # fit() without the callback optimizes the full objective.
@@ -181,10 +183,11 @@ class VAE(_Steps, keras.Model):
         values, mask = unpack(x, layout)
         values = ops.where(mask > 0, values, ops.zeros_like(values))  # NaN-safe masking
         parts = [values[:, :n], mask[:, :n]] if n else []
-        for j, card in enumerate(layout.cardinalities):
-            index = ops.cast(ops.round(values[:, n + j]), "int32")
-            # A missing category becomes an all-zero one-hot rather than class 0.
-            parts.append(ops.one_hot(index, card) * mask[:, n + j : n + j + 1])
+        if layout.n_categorical:
+            # All features in one op (`CategoricalPlan.onehot`); a missing category becomes
+            # an all-zero one-hot rather than class 0.
+            stop = layout.bernoulli_start
+            parts.append(self._categorical.onehot(values[:, n:stop], mask[:, n:stop]))
         if layout.n_bernoulli:
             parts.append(values[:, layout.bernoulli_start :])
         return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
@@ -209,8 +212,10 @@ class VAE(_Steps, keras.Model):
 
         Returns:
             ``{"numeric_mu": [B, n_num], "numeric_log_var": [B, n_num] (clamped),
-            "categorical_logits": [[B, card_j] for each categorical],
-            "bernoulli_logits": [B, n_bern]}``.
+            "categorical_logits": [B, onehot_dim], "bernoulli_logits": [B, n_bern]}``.
+            ``categorical_logits`` holds every categorical feature's logits side by side in
+            layout order (``categorical.plan_for(layout.cardinalities).split`` gives one
+            ``[B, card_j]`` tensor per feature).
         """
         h = ops.cast(z, "float32")
         for layer in self.decoder_hidden:
@@ -222,13 +227,11 @@ class VAE(_Steps, keras.Model):
             log_var = losses.clamp_log_var(
                 self._numeric_log_var(h, mu), self.min_log_var, self.max_log_var
             )
-        logits = []
-        if self.categorical_head is not None:
-            all_logits = ops.cast(self.categorical_head(h), "float32")
-            start = 0
-            for card in self.layout.cardinalities:
-                logits.append(all_logits[:, start : start + card])
-                start += card
+        if self.categorical_head is None:
+            logits = ops.cast(z, "float32")[:, :0]  # [B, 0]: no categorical features.
+        else:
+            # Kept flat: slicing it per feature would make the graph grow with the columns.
+            logits = ops.cast(self.categorical_head(h), "float32")
         if self.bernoulli_head is None:
             bernoulli = ops.cast(z, "float32")[:, :0]  # [B, 0]: no Bernoulli features.
         else:
@@ -261,9 +264,9 @@ class VAE(_Steps, keras.Model):
         with exact_float32_matmuls():
             out = self.decode(ops.convert_to_tensor(z, "float32"))
             columns = [out["numeric_mu"]]
-            for logits in out["categorical_logits"]:
-                argmax = ops.argmax(logits, axis=-1)
-                columns.append(ops.cast(ops.expand_dims(argmax, -1), "float32"))
+            if self.layout.n_categorical:
+                argmax = self._categorical.argmax(out["categorical_logits"])
+                columns.append(ops.cast(argmax, "float32"))
             columns.append(ops.sigmoid(out["bernoulli_logits"]))
             return ops.convert_to_numpy(ops.concatenate(columns, axis=-1))
 
