@@ -6,7 +6,7 @@ the Dataflow worker image); test tools from requirements-test.txt.
 
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 HERE = Path(__file__).resolve().parent
 
@@ -23,7 +23,7 @@ setup(
     long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10,<3.12",
-    packages=["pipeline", "vae_model", "configs"],
+    packages=find_packages(include=["pipeline", "pipeline.*", "vae_model", "configs", "vaepipe"]),
     package_data={"configs": ["*.yaml"]},
     include_package_data=True,
     install_requires=_pinned("requirements.txt"),

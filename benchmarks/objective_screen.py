@@ -37,8 +37,8 @@ from adbench import DEFAULT_DATA, find_sets, load_split  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from configs.schema import TrainConfig  # noqa: E402
-from pipeline.encoding import IQR_TO_STD, NumericSpec, TabularEncoding  # noqa: E402
-from pipeline.train import effective_batch_size  # noqa: E402
+from pipeline.features.tabular_encoding import IQR_TO_STD, NumericSpec, TabularEncoding
+from pipeline.jobs.train import effective_batch_size
 from vae_model import VAE, FeatureLayout, fit_vae  # noqa: E402
 
 

@@ -39,7 +39,7 @@ class Run:
 
 def synthetic_csv(path: Path, rows: int, seed: int) -> None:
     """`rows` synthetic records; above 100k, 100k-row blocks repeated with fresh ids."""
-    from pipeline.demo_data import synthetic_table
+    from pipeline.cli.demo_data import synthetic_table
 
     block = synthetic_table(min(rows, REPEAT_BLOCK), anomaly_rate=0.01, seed=seed)
     with open(path, "w") as handle:
@@ -96,9 +96,9 @@ def encoded_inputs(model_dir: Path, csv: Path) -> tuple[object, np.ndarray, int]
     outside Beam); also the scoring batch size of the bundle's config."""
     import yaml
 
-    from pipeline.bundle import load_bundle
-    from pipeline.column_types import apply_kinds
-    from pipeline.records import RecordChunk
+    from pipeline.artifacts.bundle import load_bundle
+    from pipeline.core.records import RecordChunk
+    from pipeline.features.column_types import apply_kinds
 
     bundle = load_bundle(str(model_dir))
     frame = pd.read_csv(csv, dtype=str, keep_default_na=False)

@@ -9,8 +9,8 @@ import pytest
 
 from configs import builtin_config_path
 from pipeline.cli import main
-from pipeline.demo_data import synthetic_table
-from pipeline.demo_images import rings, strokes, write_pngs
+from pipeline.cli.demo_data import synthetic_table
+from pipeline.cli.demo_images import rings, strokes, write_pngs
 
 TRAIN_SETTINGS = [
     "--set", "data.id_column=id",

@@ -8,7 +8,7 @@ import shutil
 import pandas as pd
 
 from pipeline.cli import EXIT_BAD_INPUT, EXIT_VALIDATION, main
-from pipeline.encoding import TabularEncoding
+from pipeline.features.tabular_encoding import TabularEncoding
 from tests.conftest import TRAIN_SETTINGS
 
 QUICK = [a if a != "train.epochs=30" else "train.epochs=2" for a in TRAIN_SETTINGS]
@@ -106,7 +106,7 @@ def test_normal_batch_raises_no_drift_or_flag_rate_alarm(model_dir, data_dir, tm
 
 def test_bundle_config_with_a_retired_key_still_scores(model_dir, data_dir, tmp_path, capsys):
     """A bundle written by a version with a config key this one dropped is still usable."""
-    from pipeline.bundle import write_manifest
+    from pipeline.artifacts.bundle import write_manifest
 
     copy = tmp_path / "bundle"
     shutil.copytree(model_dir, copy)

@@ -21,22 +21,18 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from configs import builtin_config_path, load_config
 from configs.schema import DataConfig
-from pipeline import postprocess
-from pipeline.bigquery import (
-    BigQueryOutput,
-    RowsToChunks,
-    bigquery_schema,
-    partition_decorator,
-    rows_to_chunk,
-    table_rows,
-)
-from pipeline.bundle import load_bundle
+from pipeline.artifacts.bundle import load_bundle
+from pipeline.artifacts.shards import SPLITS, PreparedPaths
 from pipeline.cli import EXIT_BAD_INPUT, IMAGE_VARIABLE, build_parser, flex_template_argv, main
-from pipeline.commands import resolve_partition, run_partition
-from pipeline.parse import parse_arrow_batch
-from pipeline.prepare import SPLITS, PreparedPaths, build_prepare_pipeline
-from pipeline.records import DeadLetter
-from pipeline.score import build_score_pipeline
+from pipeline.core.bigquery_refs import partition_decorator
+from pipeline.core.records import DeadLetter
+from pipeline.jobs.prepare import build_prepare_pipeline
+from pipeline.jobs.run import resolve_partition, run_partition
+from pipeline.jobs.score import build_score_pipeline
+from pipeline.scoring import outputs as postprocess
+from pipeline.sinks.bigquery import BigQueryOutput, bigquery_schema, table_rows
+from pipeline.sources.bigquery import RowsToChunks, rows_to_chunk
+from pipeline.sources.columnar import parse_arrow_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = "us-central1-docker.pkg.dev/vaepipe-test/vaepipe/vaepipe:test"
@@ -119,7 +115,7 @@ def test_training_statistics_pipeline_translates_for_dataflow():
         "WriteEncoding",
         "Encode",
         "WriteDeadLetters",
-    } | {f"Write{split.title()}Shards" for split in SPLITS}
+    } | {f"WriteShards/Write{split.title()}Shards" for split in SPLITS}
     assert expected <= steps, sorted(expected - steps)
     assert _container_images(result) == {IMAGE}
 
@@ -150,7 +146,12 @@ def test_scoring_pipeline_translates_for_dataflow_with_setup_file(model_dir):
     with tarfile.open(_staged_files(result)["workflow.tar.gz"]) as sdist:
         names = {name.split("/", 1)[-1] for name in sdist.getnames()}
     assert {"setup.py", "requirements.txt", "requirements-test.txt"} <= names
-    assert {"pipeline/bigquery.py", "vae_model/__init__.py", "configs/tabular.yaml"} <= names
+    assert {
+        "pipeline/sources/bigquery.py",
+        "vae_model/__init__.py",
+        "configs/tabular.yaml",
+    } <= names
+    assert "vaepipe/__init__.py" in names
 
 
 def test_image_jobs_translate_for_dataflow_without_listing_gs_at_construction(
@@ -179,7 +180,7 @@ def test_image_jobs_translate_for_dataflow_without_listing_gs_at_construction(
         "WriteEncoding",
         "Encode",
         "WriteDeadLetters",
-    } | {f"Write{split.title()}Shards" for split in SPLITS}
+    } | {f"WriteShards/Write{split.title()}Shards" for split in SPLITS}
     assert expected <= _steps(result), sorted(expected - _steps(result))
 
     bundle = load_bundle(str(image_model_dir), load_model=False)

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from packaging.specifiers import SpecifierSet
 
-from pipeline.bigquery import parse_dataset
 from pipeline.cli import IMAGE_VARIABLE, build_parser, flex_template_argv
+from pipeline.core.bigquery_refs import parse_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

@@ -30,8 +30,8 @@ import pytest
 from PIL import Image
 
 from pipeline.cli import main
-from pipeline.demo_images import rings, strokes
-from pipeline.records import (
+from pipeline.cli.demo_images import rings, strokes
+from pipeline.core.records import (
     CORRUPT_IMAGE,
     EMPTY_FILE,
     NOT_AN_IMAGE,

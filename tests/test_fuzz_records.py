@@ -25,23 +25,25 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.bundle import load_bundle
+from pipeline.artifacts.bundle import load_bundle
 from pipeline.cli import main
-from pipeline.column_types import CATEGORICAL, INT_CATEGORICAL, NUMERIC
-from pipeline.demo_data import synthetic_table
-from pipeline.encoding import TabularEncoding
-from pipeline.inference import OUTPUT_KEYS, score_batches, score_chunk
-from pipeline.records import (
+from pipeline.cli.demo_data import synthetic_table
+from pipeline.core.records import (
     BAD_UTF8,
+    CATEGORICAL,
     COLUMN_COUNT,
     CSV_QUOTING,
+    INT_CATEGORICAL,
     MISSING_ID,
     MODEL_ERROR,
     NON_FINITE,
     NON_FINITE_SCORE,
     NOT_A_NUMBER,
+    NUMERIC,
     EncodedChunk,
 )
+from pipeline.features.tabular_encoding import TabularEncoding
+from pipeline.scoring.core import OUTPUT_KEYS, score_batches, score_chunk
 
 SEED = 20240611
 CSV_ROWS_PER_FILE = 1100

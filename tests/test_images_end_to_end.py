@@ -21,7 +21,7 @@ from sklearn.metrics import roc_auc_score
 
 from configs import builtin_config_path
 from pipeline.cli import EXIT_BAD_INPUT, main
-from pipeline.demo_images import strokes, write_pngs
+from pipeline.cli.demo_images import strokes, write_pngs
 from tests.conftest import IMAGE_TRAIN_SETTINGS
 
 MNIST = Path(

@@ -22,8 +22,10 @@ import pandas as pd
 import pytest
 
 from pipeline.cli import main
-from pipeline.demo_data import synthetic_table
-from pipeline.score import CODES, DEAD_LETTER, FLAGS, SUMMARY, publish
+from pipeline.cli.demo_data import synthetic_table
+from pipeline.jobs.score import DEAD_LETTER, SUMMARY
+from pipeline.scoring.outputs import CODES, FLAGS
+from pipeline.sinks.publish import publish
 
 TABLES = (FLAGS, CODES, DEAD_LETTER)
 BIG_ROWS = 200_000
@@ -196,12 +198,12 @@ def test_a_publish_that_fails_midway_leaves_no_summary(tmp_path):
         (folder / FLAGS / "part.parquet").write_text(folder.name)
         (folder / SUMMARY).write_text(json.dumps({"run": folder.name}))
     with pytest.raises(Exception, match="(?i)rename"):
-        publish(str(staging), str(out), (FLAGS, CODES, SUMMARY))  # no staged codes/
+        publish(str(staging), str(out), (FLAGS, CODES, SUMMARY), last=SUMMARY)  # no staged codes/
     assert not (out / SUMMARY).exists()
     publish_ok = tmp_path / "ok"
     (publish_ok / ".staging-def" / FLAGS).mkdir(parents=True)
     (publish_ok / ".staging-def" / SUMMARY).write_text("{}")
-    publish(str(publish_ok / ".staging-def"), str(publish_ok), (SUMMARY, FLAGS))
+    publish(str(publish_ok / ".staging-def"), str(publish_ok), (SUMMARY, FLAGS), last=SUMMARY)
     assert sorted(p.name for p in publish_ok.iterdir()) == [FLAGS, SUMMARY]
 
 

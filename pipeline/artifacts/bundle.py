@@ -31,8 +31,9 @@ from apache_beam.io.filesystems import FileSystems
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
-from pipeline.encoding import Encoding, load_encoding
-from pipeline.io import read_bytes, read_text, write_bytes, write_text
+from pipeline.core.errors import BundleError
+from pipeline.core.fs import read_bytes, read_text, write_bytes, write_text
+from pipeline.kinds import Encoding, load_encoding
 
 FORMAT_VERSION = 1
 MODEL_FILE = "model.keras"
@@ -55,10 +56,6 @@ PARTS = (
     REPORT_FILE,
 )
 _PACKAGES = ("vaepipe", "keras", "tensorflow", "apache-beam", "tensorflow-data-validation")
-
-
-class BundleError(ValueError):
-    """A model bundle is missing, incomplete, altered or incompatible."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +144,25 @@ def load_bundle(directory: str, load_model: bool = True) -> Bundle:
     return Bundle(directory, model, encoding, schema, statistics, calibration, scores, manifest)
 
 
+def write_bundle(model: Any, model_dir: str, parts: dict[str, bytes], data_kind: str, local: str):
+    """Write every part, then the manifest: a bundle without one is incomplete.
+
+    `model` is saved through the local folder `local` (Keras writes local files) and copied
+    to `model_dir`, which may be on gs://. An old bundle's manifest is removed first, so the
+    old bundle stays invalid until the new one is whole.
+    """
+    local_model = os.path.join(local, MODEL_FILE)
+    model.save(local_model)
+    manifest_path = os.path.join(model_dir, MANIFEST_FILE)
+    if FileSystems.exists(manifest_path):
+        FileSystems.delete([manifest_path])
+    with open(local_model, "rb") as handle:
+        write_part(model_dir, MODEL_FILE, handle.read())
+    for name, data in parts.items():
+        write_part(model_dir, name, data)
+    return write_manifest(model_dir, data_kind)
+
+
 def _verified_manifest(directory: str) -> dict:
     path = os.path.join(directory, MANIFEST_FILE)
     if not FileSystems.exists(path):
@@ -207,13 +223,3 @@ def _sha256(path: str) -> str:
         while block := handle.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
-
-
-def check_columns(bundle: Bundle, columns: list[str], source: str) -> None:
-    """Refuse input that lacks a column the model was trained on (naming file and columns)."""
-    missing = [c for c in bundle.encoding.columns if c not in columns]
-    if missing:
-        raise BundleError(
-            f"input {source} does not fit the model in {bundle.directory}: missing columns "
-            f"{missing} (the model was trained on {bundle.encoding.columns})"
-        )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.images import png_bytes
+from pipeline.sinks.images import png_bytes
 
 SIZE = 28
 

@@ -1,4 +1,4 @@
-"""`vaepipe` command line: train | score | decode | validate | run | demo.
+"""The `vaepipe` argument parser: train | score | decode | validate | run | demo.
 
 Our flags are parsed here; every flag we do not know goes to Beam's PipelineOptions
 (`--runner`, `--direct_num_workers`, `--project`, ...), so the same command runs on the
@@ -8,17 +8,8 @@ DirectRunner and on Dataflow.
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import sys
-import warnings
 from collections.abc import Mapping, Sequence
 
-# Quiet TensorFlow's C++ start-up chatter before anything imports it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-EXIT_BAD_INPUT = 2
-EXIT_VALIDATION = 3
 INPUT_HELP = (
     "file pattern (path, glob, gs://), a folder of images (data.kind image), "
     "bq://PROJECT.DATASET.TABLE or bq://query"
@@ -146,46 +137,3 @@ def _add_config(sub: argparse.ArgumentParser, default_note: str = "") -> None:
         metavar="SECTION.KEY=VALUE",
         help="override one config value; repeatable",
     )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args, beam_args = parser.parse_known_args(argv)
-    _quiet_logs()
-    from configs import ConfigError
-    from pipeline.bundle import BundleError
-
-    try:
-        return _dispatch(args, beam_args)
-    except (ConfigError, BundleError, FileNotFoundError, ValueError) as err:
-        print(f"vaepipe {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except _validation_error() as err:
-        print(f"vaepipe {args.command}: {err}", file=sys.stderr)
-        return EXIT_VALIDATION
-
-
-def _validation_error():
-    from pipeline.score import ValidationFailed
-
-    return ValidationFailed
-
-
-def _dispatch(args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipeline import commands
-
-    handler = getattr(commands, f"cmd_{args.command}")
-    return handler(args, beam_args)
-
-
-def _quiet_logs() -> None:
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", category=UserWarning)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for name in ("apache_beam", "tensorflow", "absl", "tensorflow_data_validation"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -33,6 +33,16 @@ CORRUPT_IMAGE = "corrupt_image"
 WRONG_MODE = "wrong_mode"
 WRONG_SIZE = "wrong_size"
 
+# The tag of the dead-letter output of every stage that can reject a record.
+DEAD = "dead_letter"
+
+# Column kinds: how a modelled column is typed, encoded and given a likelihood.
+NUMERIC = "numeric"
+CATEGORICAL = "categorical"
+# Integers with few distinct values are modelled as categories (spelled as their decimal text).
+INT_CATEGORICAL = "int_categorical"
+COLUMN_KINDS = (NUMERIC, CATEGORICAL, INT_CATEGORICAL)
+
 DEAD_LETTER_COLUMNS = ("record_id", "source", "stage", "reason", "field", "message", "raw")
 
 

@@ -7,7 +7,7 @@ from the model bundle, and a value that does not fit its column's kind is a dead
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import apache_beam as beam
@@ -17,13 +17,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from configs.schema import DataConfig
-from pipeline.records import NON_FINITE, NOT_A_NUMBER, DeadLetter, RecordChunk
-
-NUMERIC = "numeric"
-CATEGORICAL = "categorical"
-# Integers with few distinct values are modelled as categories (spelled as their decimal text).
-INT_CATEGORICAL = "int_categorical"
-KINDS = (NUMERIC, CATEGORICAL, INT_CATEGORICAL)
+from pipeline.core import metrics
+from pipeline.core.records import (
+    CATEGORICAL,
+    DEAD,
+    INT_CATEGORICAL,
+    NON_FINITE,
+    NOT_A_NUMBER,
+    NUMERIC,
+    DeadLetter,
+    RecordChunk,
+)
 
 STAGE = "type"
 # Tokens read as a missing value in numeric columns: pandas' default NA strings (read_csv's
@@ -140,6 +144,27 @@ def apply_kinds(
             columns[name] = chunk.frame[name].to_numpy(dtype=object)
     typed = RecordChunk(chunk.source, chunk.record_ids, chunk.raw, pd.DataFrame(columns))
     return (typed.take(~bad) if (~bad).any() else None), dead
+
+
+class ApplyKindsDoFn(beam.DoFn):
+    """Typed chunks out; rows whose values do not fit their column's kind to dead letters.
+
+    The kinds come from the constructor (scoring: the bundle's) or, when computed inside the
+    pipeline (training), as a side input to `process`.
+    """
+
+    def __init__(self, exclude: tuple[str, ...], kinds: Mapping[str, str] | None = None):
+        self._exclude = tuple(exclude)
+        self._kinds = dict(kinds) if kinds is not None else None
+        self._dead = metrics.counter(metrics.ROWS_DEAD_LETTERED)
+
+    def process(self, chunk: RecordChunk, kinds: Mapping[str, str] | None = None) -> Iterator:
+        typed, dead = apply_kinds(chunk, kinds if kinds is not None else self._kinds, self._exclude)
+        self._dead.inc(len(dead))
+        for letter in dead:
+            yield beam.pvalue.TaggedOutput(DEAD, letter)
+        if typed is not None:
+            yield typed
 
 
 def _blank(value: object) -> bool:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from configs.schema import VaepipeConfig
-from pipeline.images import CHANNELS, FEATURE_KINDS, PIXELS
+from pipeline.sources.images import CHANNELS, FEATURE_KINDS, PIXELS
 from vae_model.layout import FeatureLayout
 
 _CHANNEL_NAMES = {"L": ("",), "RGB": ("_r", "_g", "_b")}

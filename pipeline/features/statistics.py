@@ -16,8 +16,7 @@ import pyarrow as pa
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
-from pipeline.column_types import CATEGORICAL, INT_CATEGORICAL, NUMERIC
-from pipeline.records import RecordChunk
+from pipeline.core.records import CATEGORICAL, INT_CATEGORICAL, NUMERIC, RecordChunk
 
 # 20 quantile buckets put exact boundaries at the quartiles the encoding needs.
 QUANTILE_BUCKETS = 20

@@ -23,9 +23,8 @@ import pandas as pd
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from configs.schema import NUMERIC_SCALINGS
-from pipeline.column_types import CATEGORICAL, INT_CATEGORICAL, NUMERIC
-from pipeline.image_encoding import ImageEncoding
-from pipeline.statistics import feature_stats, quantile
+from pipeline.core.records import CATEGORICAL, INT_CATEGORICAL, NUMERIC
+from pipeline.features.statistics import feature_stats, quantile
 from vae_model.layout import FeatureLayout
 
 IQR_TO_STD = 1.349
@@ -136,21 +135,6 @@ class TabularEncoding:
                 for s in data["categorical"]
             ),
         )
-
-
-# Data kinds: each maps records of its kind to the packed model input and back. The model,
-# bundle, scoring and decoding only use this interface (columns, kinds, layout, encode,
-# decode, contributions, to_json/from_json), so a new kind is one more encoding class and
-# reader, chosen by `data.kind`, not a fork of the pipeline.
-Encoding = TabularEncoding | ImageEncoding
-ENCODINGS: dict[str, type] = {"tabular": TabularEncoding, "image": ImageEncoding}
-
-
-def load_encoding(kind: str, text: str) -> Encoding:
-    """The encoding of data kind `kind` from its JSON form (as stored in a bundle)."""
-    if kind not in ENCODINGS:
-        raise ValueError(f"unknown data kind {kind!r}; known kinds: {sorted(ENCODINGS)}")
-    return ENCODINGS[kind].from_json(text)
 
 
 def _typed(value: str, integer: bool) -> object:

@@ -17,8 +17,8 @@ from apache_beam.io.filesystems import FileSystems
 from scipy.stats import fisher_exact
 
 from configs import VaepipeConfig
-from pipeline.io import read_text, write_bytes, write_text
-from pipeline.statistics import (
+from pipeline.core.fs import read_text, write_bytes, write_text
+from pipeline.features.statistics import (
     ComputeStatistics,
     anomaly_lines,
     drift_report,

@@ -8,7 +8,7 @@ import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
-NAMESPACE = "vaepipe"
+from pipeline.core.metrics import NAMESPACE
 
 
 def run_pipeline(

@@ -21,20 +21,22 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from configs import ConfigError, VaepipeConfig
 from configs.loader import dump_config, to_dict
 from configs.schema import TrainConfig
-from pipeline import bundle as bundle_lib
-from pipeline.beam_runner import run_pipeline
-from pipeline.encoding import Encoding, load_encoding
-from pipeline.inference import score_batches
-from pipeline.io import read_bytes, read_text, write_text
-from pipeline.prepare import PreparedPaths, build_prepare_pipeline
-from vae_model.resume import resume_epoch
+from pipeline.artifacts import bundle as bundle_lib
+from pipeline.artifacts.shards import (
+    PreparedPaths,
+    epoch_dataset,
+    load_split,
+    shard_dataset,
+    split_rows,
+)
+from pipeline.core.fs import read_bytes, read_text, write_text
+from pipeline.jobs.prepare import build_prepare_pipeline
+from pipeline.jobs.runner import run_pipeline
+from pipeline.kinds import Encoding, load_encoding
+from pipeline.scoring.calibration import calibrate
 
 _LOG = logging.getLogger(__name__)
-# int8 codes span +-127 steps; this many posterior standard deviations of headroom past the
-# calibration range keeps unusual (anomalous) records from clipping.
-_CODE_HEADROOM = 1.5
 MIN_BATCH_SIZE = 16  # the smallest batch train.min_steps_per_epoch may choose
-PREPARED_MARKER = "PREPARED"
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ def train(
     else:
         _prepare(input_pattern, config, paths, fingerprint, beam_args, test_pipeline, echo)
     encoding = load_encoding(config.data.kind, read_text(paths.encoding))
-    rows = _split_rows(paths, encoding.layout().input_dim)
+    rows = split_rows(paths, encoding.layout().input_dim)
     echo(f"      split {rows}")
     if rows["train"] == 0 or rows["calibration"] == 0:
         raise ValueError(
@@ -84,7 +86,9 @@ def train(
     model, history = _fit(paths, encoding, config, rows["train"], batch_size, local, echo)
 
     echo(f"[3/4] calibrating on {rows['calibration']} held-out rows")
-    calibration, scores = _calibrate(model, paths, encoding, config)
+    dim = encoding.layout().input_dim
+    batches = (b.numpy() for b in shard_dataset(paths.shard_pattern("calibration"), dim, 8192))
+    calibration, scores = calibrate(model, batches, config)
 
     echo(f"[4/4] writing the model bundle to {model_dir}")
     report = {
@@ -93,16 +97,9 @@ def train(
         "batch_size": batch_size,
         "seconds": round(time.time() - started, 1),
     }
-    parts = {
-        bundle_lib.ENCODING_FILE: encoding.to_json().encode(),
-        bundle_lib.SCHEMA_FILE: read_bytes(paths.schema),
-        bundle_lib.STATISTICS_FILE: read_bytes(paths.statistics),
-        bundle_lib.CALIBRATION_FILE: calibration.to_json().encode(),
-        bundle_lib.SCORES_FILE: bundle_lib.npy_bytes(scores),
-        bundle_lib.CONFIG_FILE: dump_config(config).encode(),
-        bundle_lib.REPORT_FILE: _json_bytes(report),
-    }
-    _write_bundle(model, model_dir, parts, config.data.kind, local)
+    schema, statistics = read_bytes(paths.schema), read_bytes(paths.statistics)
+    parts = bundle_parts(encoding, schema, statistics, calibration, scores, config, report)
+    bundle_lib.write_bundle(model, model_dir, parts, config.data.kind, local)
     FileSystems.delete([paths.root])
     shutil.rmtree(local, ignore_errors=True)  # no-op when it was inside paths.root
     echo(
@@ -128,7 +125,7 @@ def _prepare(input_pattern, config, paths, fingerprint, beam_args, test_pipeline
     if FileSystems.exists(paths.root):  # stale or foreign prepared data: start clean
         FileSystems.delete([paths.root])
     echo(f"[1/4] preparing data (Beam): {input_pattern}")
-    curated = _curated_schema(config)
+    curated = curated_schema(config)
     metrics = run_pipeline(
         lambda root: build_prepare_pipeline(root, input_pattern, config, paths, curated),
         beam_args,
@@ -138,7 +135,7 @@ def _prepare(input_pattern, config, paths, fingerprint, beam_args, test_pipeline
         f"      rows read {metrics.get('rows_read', '?')}, dead-lettered "
         f"{metrics.get('rows_dead_lettered', 0)}"
     )
-    write_text(os.path.join(paths.root, PREPARED_MARKER), fingerprint)
+    write_text(paths.marker, fingerprint)
 
 
 def _fingerprint(input_pattern: str, config: VaepipeConfig) -> str:
@@ -148,8 +145,7 @@ def _fingerprint(input_pattern: str, config: VaepipeConfig) -> str:
 
 
 def _prepared(paths: PreparedPaths) -> str | None:
-    marker = os.path.join(paths.root, PREPARED_MARKER)
-    return read_text(marker) if FileSystems.exists(marker) else None
+    return read_text(paths.marker) if FileSystems.exists(paths.marker) else None
 
 
 def _local_work_dir(paths: PreparedPaths) -> str:
@@ -162,77 +158,21 @@ def _local_work_dir(paths: PreparedPaths) -> str:
     return local
 
 
-def _curated_schema(config: VaepipeConfig) -> schema_pb2.Schema | None:
+def curated_schema(config: VaepipeConfig) -> schema_pb2.Schema | None:
     if config.schema.schema_file is None:
         return None
     return text_format.Parse(read_text(config.schema.schema_file), schema_pb2.Schema())
 
 
-def shard_dataset(pattern: str, input_dim: int, batch_size: int):
-    """Stream encoded shards as batches in file order (tf.data: bounded memory, any backend)."""
-    return _blocks(pattern, input_dim).unbatch().batch(batch_size).prefetch(2)
-
-
-def epoch_dataset(
-    pattern: str, input_dim: int, batch_size: int, seed: int, first_epoch: int, epochs: int
-):
-    """Shuffled training batches for epochs `first_epoch..epochs-1`, one pass each.
-
-    Each epoch's order depends only on (seed, epoch), not on how many epochs this process
-    has run, so a resumed run sees exactly the batches an uninterrupted one would.
-    """
-
-    def one_epoch(epoch: int):
-        epoch_seed = seed * 100003 + epoch
-        blocks = _blocks(pattern, input_dim, shuffle_seed=epoch_seed).unbatch()
-        return blocks.shuffle(65536, seed=epoch_seed).batch(batch_size)
-
-    # Python-built epochs (tf.data shuffle seeds must be Python ints), chained in order.
-    # (A run killed after its last epoch resumes with nothing left to fit.)
-    datasets = [one_epoch(epoch) for epoch in range(min(first_epoch, epochs - 1), epochs)]
-    chained = datasets[0]
-    for more in datasets[1:]:
-        chained = chained.concatenate(more)
-    return chained.prefetch(2)
-
-
-def _blocks(pattern: str, input_dim: int, shuffle_seed=None):
-    import tensorflow as tf
-
-    files = tf.data.Dataset.from_tensor_slices(sorted(tf.io.gfile.glob(pattern)))
-    if shuffle_seed is not None:
-        files = files.shuffle(1 << 20, seed=shuffle_seed)
-    return tf.data.TFRecordDataset(files).map(
-        lambda block: tf.reshape(tf.io.decode_raw(block, tf.float32), [-1, input_dim])
-    )
-
-
-def _shard_pattern(paths: PreparedPaths, split: str) -> str:
-    return os.path.join(paths.shards(split), "*.tfrecord")
-
-
-def _split_rows(paths: PreparedPaths, input_dim: int) -> dict:
-    """Rows per split, counted from the shard records without loading them into memory."""
-    import tensorflow as tf
-
-    counts = {}
-    for split in ("train", "validation", "calibration"):
-        files = tf.io.gfile.glob(_shard_pattern(paths, split))
-        total = 0
-        for block in tf.data.TFRecordDataset(files).map(tf.strings.length):
-            total += int(block) // (4 * input_dim)
-        counts[split] = total
-    return counts
-
-
-def _fit(paths, encoding: Encoding, config: VaepipeConfig, n_train: int, batch: int, work, echo):
+def new_model(encoding: Encoding, config: VaepipeConfig):
+    """A fresh, seeded VAE for `encoding`'s layout with the config's model settings."""
     import keras
 
-    from vae_model import VAE, fit_vae
+    from vae_model import VAE
 
     keras.utils.set_random_seed(config.train.seed)
-    m, t = config.model, config.train
-    model = VAE(
+    m = config.model
+    return VAE(
         layout=encoding.layout().to_config(),
         latent_dim=m.latent_dim,
         hidden_units=m.hidden_units,
@@ -241,23 +181,24 @@ def _fit(paths, encoding: Encoding, config: VaepipeConfig, n_train: int, batch: 
         kl_warmup_epochs=m.kl_warmup_epochs,
         min_log_var=m.min_log_var,
         max_log_var=m.max_log_var,
-        seed=t.seed,
+        seed=config.train.seed,
         numeric_variance=m.numeric_variance,
         score_tolerance=m.score_tolerance,
     )
-    dim = encoding.layout().input_dim
-    resume_dir = os.path.join(work, "resume")
-    first_epoch = resume_epoch(resume_dir)
-    if first_epoch:
-        echo(f"      resuming training after epoch {first_epoch}")
-    if t.device_resident:
-        train_data = _load_split(paths, "train", dim)
-        val_data = _load_split(paths, "validation", dim)
-    else:
-        train_data = epoch_dataset(
-            _shard_pattern(paths, "train"), dim, batch, t.seed, first_epoch, t.epochs
-        )
-        val_data = shard_dataset(_shard_pattern(paths, "validation"), dim, batch)
+
+
+def fit_model(
+    model, train_data, val_data, config: VaepipeConfig, n_train: int, batch: int, work: str, echo
+) -> dict:
+    """Train `model` (with `vae_model.fit_vae`); returns the per-epoch history.
+
+    `train_data` is a stream of batches (then one epoch is `n_train / batch` steps) or a
+    matrix of packed rows (batched here).
+    """
+    from vae_model import fit_vae
+
+    t = config.train
+    streamed = not isinstance(train_data, np.ndarray)
     history = fit_vae(
         model,
         train_data,
@@ -268,14 +209,54 @@ def _fit(paths, encoding: Encoding, config: VaepipeConfig, n_train: int, batch: 
         checkpoint_dir=os.path.join(work, "checkpoints"),
         print_fn=echo,
         skip_nonfinite=t.on_nonfinite == "skip_batch",
-        # Streams need the epoch length; resident rows are batched by fit_resident.
-        steps_per_epoch=None if t.device_resident else math.ceil(n_train / batch),
-        batch_size=batch if t.device_resident else None,
-        resume_dir=resume_dir,
+        steps_per_epoch=math.ceil(n_train / batch) if streamed else None,
+        batch_size=None if streamed else batch,
+        resume_dir=os.path.join(work, "resume"),
         steps_per_execution=t.steps_per_execution,
         device_resident=t.device_resident,
     )
-    return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    return {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def bundle_parts(
+    encoding: Encoding,
+    schema: bytes,
+    statistics: bytes,
+    calibration,
+    scores: np.ndarray,
+    config: VaepipeConfig,
+    report: dict,
+) -> dict[str, bytes]:
+    """The bundle's parts (all but the model), as bytes."""
+    return {
+        bundle_lib.ENCODING_FILE: encoding.to_json().encode(),
+        bundle_lib.SCHEMA_FILE: schema,
+        bundle_lib.STATISTICS_FILE: statistics,
+        bundle_lib.CALIBRATION_FILE: calibration.to_json().encode(),
+        bundle_lib.SCORES_FILE: bundle_lib.npy_bytes(scores),
+        bundle_lib.CONFIG_FILE: dump_config(config).encode(),
+        bundle_lib.REPORT_FILE: _json_bytes(report),
+    }
+
+
+def _fit(paths, encoding: Encoding, config: VaepipeConfig, n_train: int, batch: int, work, echo):
+    from vae_model.resume import resume_epoch
+
+    model = new_model(encoding, config)
+    t = config.train
+    dim = encoding.layout().input_dim
+    first_epoch = resume_epoch(os.path.join(work, "resume"))
+    if first_epoch:
+        echo(f"      resuming training after epoch {first_epoch}")
+    if t.device_resident:
+        train_data = load_split(paths, "train", dim)
+        val_data = load_split(paths, "validation", dim)
+    else:
+        train_data = epoch_dataset(
+            paths.shard_pattern("train"), dim, batch, t.seed, first_epoch, t.epochs
+        )
+        val_data = shard_dataset(paths.shard_pattern("validation"), dim, batch)
+    return model, fit_model(model, train_data, val_data, config, n_train, batch, work, echo)
 
 
 def _check_resident_backend() -> None:
@@ -286,50 +267,6 @@ def _check_resident_backend() -> None:
             "train.device_resident needs the JAX backend (KERAS_BACKEND=jax). "
             f"Received: backend={keras.backend.backend()}"
         )
-
-
-def _load_split(paths: PreparedPaths, split: str, input_dim: int) -> np.ndarray:
-    """All packed rows of one split as a float32 matrix (for device-resident training)."""
-    blocks = [block.numpy() for block in _blocks(_shard_pattern(paths, split), input_dim)]
-    if not blocks:
-        return np.zeros((0, input_dim), np.float32)
-    return np.concatenate(blocks).astype(np.float32, copy=False)
-
-
-def _calibrate(model, paths: PreparedPaths, encoding: Encoding, config: VaepipeConfig):
-    """Threshold and p-value reference from held-out scores; per-feature NLL baselines."""
-    dim = encoding.layout().input_dim
-    parts = {"score": [], "feature_nll": [], "z_mean": []}
-    for batch in shard_dataset(_shard_pattern(paths, "calibration"), dim, 8192):
-        out = score_batches(model, batch.numpy(), config.scoring.batch_size)
-        for key in parts:
-            parts[key].append(out[key])
-    scores = np.sort(np.concatenate(parts["score"]).astype(np.float64))
-    feature_nll = np.concatenate(parts["feature_nll"])
-    z_mean = np.concatenate(parts["z_mean"])
-    threshold = float(np.quantile(scores, 1.0 - config.scoring.target_fpr))
-    code_scale = np.maximum(np.abs(z_mean).max(axis=0), 1e-6) * _CODE_HEADROOM / 127.0
-    calibration = bundle_lib.Calibration(
-        target_fpr=config.scoring.target_fpr,
-        threshold=threshold,
-        feature_baseline=tuple(float(v) for v in np.median(feature_nll, axis=0)),
-        code_scale=tuple(float(v) for v in code_scale),
-        n_calibration=int(len(scores)),
-    )
-    return calibration, scores
-
-
-def _write_bundle(model, model_dir: str, parts: dict, data_kind: str, local: str) -> None:
-    local_model = os.path.join(local, bundle_lib.MODEL_FILE)
-    model.save(local_model)
-    manifest_path = os.path.join(model_dir, bundle_lib.MANIFEST_FILE)
-    if FileSystems.exists(manifest_path):  # an old bundle stays invalid until the new one is done
-        FileSystems.delete([manifest_path])
-    with open(local_model, "rb") as handle:
-        bundle_lib.write_part(model_dir, bundle_lib.MODEL_FILE, handle.read())
-    for name, data in parts.items():
-        bundle_lib.write_part(model_dir, name, data)
-    bundle_lib.write_manifest(model_dir, data_kind)
 
 
 def _json_bytes(data: dict) -> bytes:

@@ -1,20 +1,17 @@
-"""Scoring with the model bundle: a RunInference ModelHandler and the batch scoring math.
+"""The batch scoring core, shared by the Beam job (`scoring.handler`) and the Python API.
 
-The handler loads the bundle once per worker (RunInference shares it across threads) and
-scores whole encoded chunks as NumPy arrays. A chunk whose model call fails is split in halves
-until the failing records are isolated: they become dead letters, the rest is scored.
+Whole encoded chunks are scored as NumPy arrays. A chunk whose model call fails is split in
+halves until the failing records are isolated: they become dead letters, the rest is scored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from apache_beam.ml.inference.base import ModelHandler
 
-from pipeline.records import MODEL_ERROR, NON_FINITE_SCORE, DeadLetter, EncodedChunk, take_raw
+from pipeline.core.records import MODEL_ERROR, NON_FINITE_SCORE, DeadLetter, EncodedChunk, take_raw
 
 STAGE = "score"
 OUTPUT_KEYS = ("score", "reconstruction_nll", "kl", "feature_nll", "z_mean")
@@ -47,41 +44,6 @@ class ScoredChunk:
     chunk: EncodedChunk
     terms: dict[str, np.ndarray]
     dead: list[DeadLetter] = field(default_factory=list)
-
-
-class BundleModelHandler(ModelHandler[EncodedChunk, ScoredChunk, Any]):
-    """RunInference handler: EncodedChunk in, ScoredChunk out, the bundle as the model."""
-
-    def __init__(self, model_dir: str, batch_size: int, mc_samples: int = 0):
-        super().__init__()
-        self._model_dir = model_dir
-        self._batch_size = batch_size
-        self._mc_samples = mc_samples
-
-    def load_model(self):
-        from pipeline.bundle import load_bundle
-
-        _exact_float32_on_tensorflow()
-        bundle = load_bundle(self._model_dir)
-        bundle.model.score_mc_samples = self._mc_samples
-        return bundle
-
-    def run_inference(
-        self, batch: Sequence[EncodedChunk], model, inference_args: dict | None = None
-    ) -> Iterable[ScoredChunk]:
-        return [score_chunk(model.model, chunk, self._batch_size) for chunk in batch]
-
-    def get_num_bytes(self, batch: Sequence[EncodedChunk]) -> int:
-        # RunInference's default pickles the whole batch (frames, raw lines) only to measure
-        # it; the model input's size is what the byte metric is for, and costs nothing.
-        return sum(chunk.inputs.nbytes for chunk in batch)
-
-    def batch_elements_kwargs(self) -> dict:
-        # Elements are already chunks of thousands of rows: one chunk per model batch.
-        return {"min_batch_size": 1, "max_batch_size": 1}
-
-    def share_model_across_processes(self) -> bool:
-        return False
 
 
 def score_chunk(model: Any, chunk: EncodedChunk, batch_size: int) -> ScoredChunk:
@@ -134,7 +96,7 @@ def _dead(chunk: EncodedChunk, row: int, reason: str, message: str) -> DeadLette
     return DeadLetter(chunk.record_ids[row], chunk.source, STAGE, reason, message, chunk.raw[row])
 
 
-def _exact_float32_on_tensorflow() -> None:
+def exact_float32_scoring() -> None:
     """Turns TF32 off in a TensorFlow scoring worker (see `vae_model.model.exact_float32_matmuls`).
 
     TensorFlow runs float32 matmuls as TF32 on Ampere and newer GPUs, which makes a record's

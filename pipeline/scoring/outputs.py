@@ -8,13 +8,22 @@ record. The top features by contribution are what "drove" a score.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
+import apache_beam as beam
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from configs.schema import ScoringConfig, VaepipeConfig
+from pipeline.core import metrics
+from pipeline.core.records import DEAD
+from pipeline.scoring.core import ScoredChunk
+
 CODE_METADATA_KEY = b"vaepipe.code"
+FLAGS, CODES = "flags", "codes"
 
 
 def p_values(sorted_calibration: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -139,3 +148,98 @@ def code_format(schema: pa.Schema) -> dict:
             "of `vaepipe score`?"
         )
     return json.loads(meta)
+
+
+@dataclass(frozen=True)
+class OutputContext:
+    """What turns score terms into flags and codes: the bundle's calibration and the run's
+    scoring settings (built once per job, or per `Detector`)."""
+
+    encoding: Any
+    calibration_scores: np.ndarray
+    threshold: float
+    baseline: np.ndarray
+    code_scale: np.ndarray
+    scoring: ScoringConfig
+    flags_schema: pa.Schema
+    codes_schema: pa.Schema
+
+    @classmethod
+    def from_bundle(cls, bundle: Any, config: VaepipeConfig, encoding: Any = None) -> OutputContext:
+        scoring, cal = config.scoring, bundle.calibration
+        scale = cal.code_scale
+        codes = codes_schema(
+            len(scale), scoring.code_dtype, scale if scoring.code_dtype == "int8" else []
+        )
+        return cls(
+            encoding=encoding if encoding is not None else bundle.encoding,
+            calibration_scores=bundle.calibration_scores,
+            threshold=cal.threshold,
+            baseline=np.asarray(cal.feature_baseline),
+            code_scale=np.asarray(scale),
+            scoring=scoring,
+            flags_schema=flags_schema(scoring.top_features, tuple(config.data.exclude_columns)),
+            codes_schema=codes,
+        )
+
+
+def to_outputs(
+    record_ids: list[str],
+    terms: dict[str, np.ndarray],
+    passthrough: pd.DataFrame,
+    ctx: OutputContext,
+) -> tuple[pa.Table, pa.Table]:
+    """The flags and codes tables of one scored chunk."""
+    scores = p_values(ctx.calibration_scores, terms["score"])
+    # Contributions per attribution unit (a column; a patch of an image), already relative to
+    # the calibration baseline: hence the zero baseline passed on.
+    contributions, names = ctx.encoding.contributions(terms["feature_nll"], ctx.baseline)
+    flags = flags_table(
+        record_ids,
+        {**terms, "feature_nll": contributions},
+        scores,
+        ctx.threshold,
+        np.zeros(len(names)),
+        names,
+        passthrough,
+        ctx.flags_schema,
+        ctx.scoring.top_features,
+    )
+    code = quantize(terms["z_mean"], ctx.code_scale, ctx.scoring.code_dtype)
+    return flags, codes_table(record_ids, code, ctx.codes_schema)
+
+
+class ToOutputs(beam.PTransform):
+    """ScoredChunks -> flags tables (main), codes tables (`codes`) and dead letters."""
+
+    def __init__(self, ctx: OutputContext):
+        super().__init__()
+        self._ctx = ctx
+
+    def expand(self, scored):
+        return scored | "ToOutputs" >> beam.ParDo(_ToOutputsDoFn(self._ctx)).with_outputs(
+            DEAD, CODES, main=FLAGS
+        )
+
+
+class _ToOutputsDoFn(beam.DoFn):
+    """Counts rows scored and flagged, as the row accounting needs."""
+
+    def __init__(self, ctx: OutputContext):
+        self._ctx = ctx
+        self._scored = metrics.counter(metrics.ROWS_SCORED)
+        self._flagged = metrics.counter(metrics.ROWS_FLAGGED)
+        self._dead = metrics.counter(metrics.ROWS_DEAD_LETTERED)
+
+    def process(self, scored: ScoredChunk) -> Iterator:
+        self._dead.inc(len(scored.dead))
+        for letter in scored.dead:
+            yield beam.pvalue.TaggedOutput(DEAD, letter)
+        chunk, terms = scored.chunk, scored.terms
+        if len(chunk) == 0:
+            return
+        flags, codes = to_outputs(chunk.record_ids, terms, chunk.passthrough, self._ctx)
+        self._scored.inc(len(chunk))
+        self._flagged.inc(int(np.sum(terms["score"] > self._ctx.threshold)))
+        yield flags
+        yield beam.pvalue.TaggedOutput(CODES, codes)

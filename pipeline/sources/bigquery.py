@@ -1,104 +1,27 @@
-"""BigQuery as a source of records and as a sink for flags, codes and dead letters.
+"""BigQuery as a source of records.
 
-Sources: `bq://PROJECT.DATASET.TABLE` reads a table; `bq://query` reads the standard SQL in
+`bq://PROJECT.DATASET.TABLE` reads a table; `bq://query` reads the standard SQL in
 `data.bigquery_query`. Rows become the same `RecordChunk`s a Parquet file gives (chunks of
 `data.chunk_rows`, raw = the row as JSON), through the same parser, so everything downstream
 is unchanged.
-
-Sink: `bq://PROJECT.DATASET` names a dataset; each output (flags, codes, dead_letter) is a table
-there, partitioned by day. A run replaces one day partition per table with a FILE_LOADS load job
-(WRITE_TRUNCATE on `table$YYYYMMDD`): a load job is atomic, so readers see the old rows or the
-new ones, never a mix, and re-running a day replaces that day only.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
-import math
-import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import apache_beam as beam
 import pyarrow as pa
-from apache_beam.metrics import Metrics
 
 from configs.schema import DataConfig
-from pipeline.io import DEAD
-from pipeline.parse import parse_arrow_batch
-from pipeline.records import DeadLetter
+from pipeline.core import metrics
+from pipeline.core.bigquery_refs import QUERY_INPUT, parse_table
+from pipeline.core.records import DEAD, DeadLetter
+from pipeline.sources.columnar import parse_arrow_batch
 
-SCHEME = "bq://"
-QUERY_INPUT = "bq://query"
 UNREADABLE_ROWS = "unreadable_rows"
-
-# Project ids hold letters, digits and dashes, dots only in a "domain.com:" prefix (so the
-# first dot after it ends the project); dataset and table names are identifiers.
-_PROJECT = r"(?:[A-Za-z0-9.\-]+:)?[A-Za-z0-9][A-Za-z0-9\-]*"
-_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
-_TABLE_URI = re.compile(rf"bq://({_PROJECT})\.({_NAME})\.({_NAME})(\$\d{{8}})?")
-_DATASET_URI = re.compile(rf"bq://({_PROJECT})\.({_NAME})")
-_DAY = re.compile(r"(\d{4})-?(\d{2})-?(\d{2})")
-
-
-def is_bigquery(uri: str | None) -> bool:
-    """Whether an input or output names BigQuery rather than files."""
-    return bool(uri) and uri.startswith(SCHEME)
-
-
-@dataclass(frozen=True)
-class TableRef:
-    """A BigQuery table, optionally one day partition of it (`decorator` like `$20261126`)."""
-
-    project: str
-    dataset: str
-    table: str
-    decorator: str = ""
-
-    @property
-    def spec(self) -> str:
-        """Beam's `PROJECT:DATASET.TABLE[$PARTITION]` form."""
-        return f"{self.project}:{self.dataset}.{self.table}{self.decorator}"
-
-
-def parse_table(uri: str) -> TableRef:
-    """`bq://PROJECT.DATASET.TABLE[$YYYYMMDD]` -> TableRef; a ValueError names a bad URI."""
-    match = _TABLE_URI.fullmatch(uri)
-    if not match:
-        raise ValueError(
-            f"not a BigQuery table: {uri!r} (expected bq://PROJECT.DATASET.TABLE, or "
-            f"{QUERY_INPUT} with data.bigquery_query set)"
-        )
-    return TableRef(match[1], match[2], match[3], match[4] or "")
-
-
-def parse_dataset(uri: str) -> tuple[str, str]:
-    """`bq://PROJECT.DATASET` -> (project, dataset)."""
-    match = _DATASET_URI.fullmatch(uri)
-    if not match:
-        raise ValueError(f"not a BigQuery dataset: {uri!r} (expected bq://PROJECT.DATASET)")
-    return match[1], match[2]
-
-
-def partition_decorator(partition: str | None, today: dt.date | None = None) -> str:
-    """The day partition a run writes: its partition when that is a date, else today (UTC)."""
-    if partition is None:
-        day = today or dt.datetime.now(dt.UTC).date()
-        return day.strftime("$%Y%m%d")
-    try:
-        match = _DAY.fullmatch(partition)
-        day = dt.date(int(match[1]), int(match[2]), int(match[3]))
-    except (TypeError, ValueError):  # no match, or no such day (2026-02-30)
-        raise ValueError(
-            "BigQuery outputs are partitioned by day: the partition must be a date "
-            f"(YYYY-MM-DD). Received: {partition!r}"
-        ) from None
-    return day.strftime("$%Y%m%d")
-
-
-# ---------------------------------------------------------------------------------- source
 
 
 class ReadBigQueryRecords(beam.PTransform):
@@ -152,8 +75,8 @@ class _ParseRowsDoFn(beam.DoFn):
     def __init__(self, source: str, config: DataConfig):
         self._source = source
         self._config = config
-        self._rows_read = Metrics.counter("vaepipe", "rows_read")
-        self._dead = Metrics.counter("vaepipe", "rows_dead_lettered")
+        self._rows_read = metrics.counter(metrics.ROWS_READ)
+        self._dead = metrics.counter(metrics.ROWS_DEAD_LETTERED)
 
     def process(self, rows: list[dict]) -> Iterator:
         chunk, dead = rows_to_chunk(rows, self._source, self._config)
@@ -194,100 +117,3 @@ def content_id(source: str, raw: str) -> str:
 def _row_letter(row: dict, source: str, message: str) -> DeadLetter:
     raw = json.dumps(row, default=str)
     return DeadLetter(content_id(source, raw), source, "read", UNREADABLE_ROWS, message, raw)
-
-
-# ------------------------------------------------------------------------------------ sink
-
-
-_BQ_TYPES = (
-    (pa.types.is_boolean, "BOOLEAN"),
-    (pa.types.is_integer, "INTEGER"),
-    (pa.types.is_floating, "FLOAT"),
-    (pa.types.is_string, "STRING"),
-    (pa.types.is_large_string, "STRING"),
-    (pa.types.is_binary, "BYTES"),
-)
-
-
-def bigquery_schema(schema: pa.Schema) -> dict:
-    """An Arrow schema as a BigQuery table schema (lists become REPEATED columns)."""
-    fields = []
-    for field in schema:
-        kind, mode = field.type, "NULLABLE"
-        if pa.types.is_list(kind) or pa.types.is_fixed_size_list(kind):
-            kind, mode = kind.value_type, "REPEATED"
-        fields.append({"name": field.name, "type": _bq_type(kind, field.name), "mode": mode})
-    return {"fields": fields}
-
-
-def _bq_type(kind: pa.DataType, name: str) -> str:
-    for test, bq_type in _BQ_TYPES:
-        if test(kind):
-            return bq_type
-    raise ValueError(f"column {name!r} of type {kind} has no BigQuery type here")
-
-
-@dataclass(frozen=True)
-class BigQueryOutput:
-    """Where a run's tables go: `bq://PROJECT.DATASET`, one day partition per run.
-
-    `writer(name, schema)` is the sink for one output (flags, codes, dead_letter).
-    """
-
-    dataset_uri: str
-    decorator: str
-
-    @classmethod
-    def for_partition(cls, dataset_uri: str, partition: str | None) -> BigQueryOutput:
-        parse_dataset(dataset_uri)
-        return cls(dataset_uri, partition_decorator(partition))
-
-    def table(self, name: str) -> TableRef:
-        project, dataset = parse_dataset(self.dataset_uri)
-        return TableRef(project, dataset, name, self.decorator)
-
-    def writer(self, name: str, schema: pa.Schema) -> beam.PTransform:
-        return WriteBigQueryTable(self.table(name), schema)
-
-
-class WriteBigQueryTable(beam.PTransform):
-    """Arrow tables or DeadLetters -> one day partition of a BigQuery table, replaced whole.
-
-    FILE_LOADS writes JSON files to temp_location and runs one load job per destination
-    (below BigQuery's 15 TB / 10,000 files per load job), so the partition's rows change in
-    one step. The table is created on first use, partitioned by ingestion day (query it with
-    `WHERE _PARTITIONDATE = '2026-11-26'`).
-    """
-
-    def __init__(self, table: TableRef, schema: pa.Schema):
-        super().__init__()
-        self._table = table
-        self._schema = schema
-
-    def expand(self, elements):
-        return (
-            elements
-            | "ToRows" >> beam.FlatMap(table_rows)
-            | "WriteToBigQuery"
-            >> beam.io.WriteToBigQuery(
-                table=self._table.spec,
-                schema=bigquery_schema(self._schema),
-                method=beam.io.WriteToBigQuery.Method.FILE_LOADS,
-                create_disposition=beam.io.BigQueryDisposition.CREATE_IF_NEEDED,
-                write_disposition=beam.io.BigQueryDisposition.WRITE_TRUNCATE,
-                additional_bq_parameters={"timePartitioning": {"type": "DAY"}},
-            )
-        )
-
-
-def table_rows(element: pa.Table | DeadLetter) -> list[dict]:
-    """JSON-ready rows of an output element; NaN and infinities become NULL (JSON has none)."""
-    if isinstance(element, DeadLetter):
-        return [element.as_row()]
-    return [{k: _json_value(v) for k, v in row.items()} for row in element.to_pylist()]
-
-
-def _json_value(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

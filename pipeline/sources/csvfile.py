@@ -1,6 +1,7 @@
-"""Turn raw file content into `RecordChunk`s, sending every unparseable row to a dead letter.
+"""CSV files -> `RecordChunk`s, sending every unparseable row to a dead letter.
 
-Pure functions (no Beam): the reading DoFns in `pipeline.io` call them per chunk of lines.
+Pure functions (no Beam): the reading DoFn in `pipeline.sources.files` calls them per block
+of lines.
 Each physical CSV line is one record, parsed on its own, so one bad line (a stray quote, a
 wrong field count, bad UTF-8) costs only that line, never the rest of the file.
 """
@@ -9,8 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,22 +19,22 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from configs.schema import DataConfig
-from pipeline.records import (
+from pipeline.core.records import (
     BAD_UTF8,
     COLUMN_COUNT,
     CSV_QUOTING,
-    MISSING_ID,
     DeadLetter,
     RawLines,
     RecordChunk,
-    take_raw,
 )
+from pipeline.sources.ids import parse_dead_letter, with_ids
 
 STAGE = "parse"
-# A line is read whole before it is split, so a field may be as long as its line: lift the
-# csv module's 128 KiB field limit, which would report a long but well-formed field as a
-# quoting error. (2**31 - 1: the largest value every platform's C long accepts.)
-csv.field_size_limit(2**31 - 1)
+# A line is read whole before it is split, so a field may be as long as its line: the csv
+# module's 128 KiB field limit would report a long but well-formed field as a quoting error.
+# (2**31 - 1: the largest value every platform's C long accepts.) The limit is process-wide,
+# so it is raised where CSV is split, never at import.
+_FIELD_LIMIT = 2**31 - 1
 
 
 def parse_header(line: bytes, source: str, delimiter: str) -> list[str]:
@@ -88,7 +88,7 @@ def parse_csv_block(
     fast = _parse_clean_block(block, columns, config.csv_delimiter)
     if fast is not None:
         frame, raws, numbers = fast
-        return _with_ids(frame, raws, numbers, source, config, [])
+        return with_ids(frame, raws, numbers, source, config, [])
     rows: list[list[str | None]] = []
     raws: list[str] = []
     numbers: list[int] = []
@@ -97,7 +97,7 @@ def parse_csv_block(
         fields, raw, problem = _split_line(line, len(columns), config.csv_delimiter)
         if problem is not None:
             reason, message = problem
-            dead.append(_dead(f"{source}:{number}", source, reason, message, raw))
+            dead.append(parse_dead_letter(f"{source}:{number}", source, reason, message, raw))
         elif fields is not None:
             rows.append(fields)
             raws.append(raw)
@@ -105,7 +105,7 @@ def parse_csv_block(
     if not rows:
         return None, dead
     frame = pd.DataFrame(rows, columns=list(columns), dtype=object)
-    return _with_ids(frame, raws, numbers, source, config, dead)
+    return with_ids(frame, raws, numbers, source, config, dead)
 
 
 def _parse_clean_block(
@@ -170,53 +170,6 @@ def _blank_lines_matter(columns: Sequence[str], delimiter: str) -> bool:
     return len(columns) == 1 or delimiter.isspace()
 
 
-def parse_arrow_batch(
-    batch: pa.RecordBatch, first_row: int, source: str, config: DataConfig
-) -> tuple[RecordChunk | None, list[DeadLetter]]:
-    """A chunk from an Arrow batch (Parquet); raw inputs are the rows as JSON."""
-    # integer_object_nulls: a nullable int column stays int (id 7, not 7.0), None where null.
-    frame = batch.to_pandas(integer_object_nulls=True)
-    if frame.empty:
-        return None, []
-    frame = frame.astype(object).where(frame.notna(), None)
-    raws = [json.dumps(row, default=str) for row in frame.to_dict(orient="records")]
-    numbers = list(range(first_row + 1, first_row + len(frame) + 1))
-    return _with_ids(frame, raws, numbers, source, config, [])
-
-
-def parse_examples(
-    records: Iterable[tuple[int, bytes]], source: str, config: DataConfig
-) -> tuple[RecordChunk | None, list[DeadLetter]]:
-    """A chunk from serialized tf.Example records (one value per feature is kept)."""
-    from tensorflow.core.example import example_pb2  # heavy import, only for TFRecord inputs
-
-    rows, raws, numbers, dead = [], [], [], []
-    for number, payload in records:
-        try:
-            example = example_pb2.Example.FromString(payload)
-        except Exception as err:  # protobuf raises DecodeError, a private type
-            dead.append(_dead(f"{source}:{number}", source, "bad_example", str(err), repr(payload)))
-            continue
-        row = {name: _first_value(feature) for name, feature in example.features.feature.items()}
-        rows.append(row)
-        raws.append(json.dumps(row, default=str))
-        numbers.append(number)
-    if not rows:
-        return None, dead
-    frame = pd.DataFrame(rows, dtype=object)
-    frame = frame.where(frame.notna(), None)
-    return _with_ids(frame, raws, numbers, source, config, dead)
-
-
-def _first_value(feature) -> object:
-    kind = feature.WhichOneof("kind")
-    values = list(getattr(feature, kind).value) if kind else []
-    if not values:
-        return None
-    value = values[0]
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-
-
 def _split_line(
     line: bytes, width: int, delimiter: str
 ) -> tuple[list[str | None] | None, str, tuple[str, str] | None]:
@@ -228,6 +181,8 @@ def _split_line(
         return None, raw, (BAD_UTF8, f"invalid UTF-8 at byte {err.start}")
     if not text.strip():
         return None, text, None
+    if csv.field_size_limit() < _FIELD_LIMIT:
+        csv.field_size_limit(_FIELD_LIMIT)
     try:
         fields = next(csv.reader([text], delimiter=delimiter, strict=True))
     except csv.Error as err:
@@ -237,33 +192,49 @@ def _split_line(
     return [f if f != "" else None for f in fields], text, None
 
 
-def _with_ids(
-    frame: pd.DataFrame,
-    raws: Sequence[str],
-    numbers: Sequence[int],
-    source: str,
-    config: DataConfig,
-    dead: list[DeadLetter],
-) -> tuple[RecordChunk | None, list[DeadLetter]]:
-    """Attach record ids: the id column's value, or `<source>:<row>` when there is none."""
-    if config.id_column is None:
-        ids = [f"{source}:{n}" for n in numbers]
-        return RecordChunk(source, ids, raws, frame), dead
-    if config.id_column not in frame.columns:
-        raise ValueError(f"{source}: id column {config.id_column!r} is not in the input")
-    values = frame[config.id_column]
-    present = values.notna().to_numpy()
-    for i in np.flatnonzero(~present):
-        message = f"record has no value in id column {config.id_column!r}"
-        dead.append(_dead(f"{source}:{numbers[i]}", source, MISSING_ID, message, raws[i]))
-    ids = values[present].to_numpy(dtype=object)
-    if pd.api.types.infer_dtype(ids, skipna=False) != "string":  # e.g. integer ids from Parquet
-        ids = [str(v) for v in ids]
-    ids = list(ids)
-    kept = take_raw(raws, np.flatnonzero(present))
-    frame = frame[present].drop(columns=[config.id_column]).reset_index(drop=True)
-    return (RecordChunk(source, ids, kept, frame) if ids else None), dead
+def read_header(handle, source: str, config: DataConfig) -> list[str]:
+    """The column names on the first line of an open CSV file."""
+    return parse_header(handle.readline(), source, config.csv_delimiter)
 
 
-def _dead(record_id: str, source: str, reason: str, message: str, raw: str) -> DeadLetter:
-    return DeadLetter(record_id, source, STAGE, reason, message, raw)
+def csv_chunks(path: str, config: DataConfig) -> Iterator:
+    """(chunk or None, dead letters) per block of `data.chunk_rows` lines of a CSV file."""
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.open(path) as handle:
+        first = 1
+        if config.csv_has_header:
+            columns = read_header(handle, path, config)
+            first = 2
+        else:
+            columns = list(config.column_names or ())
+        for block in line_blocks(handle, config.chunk_rows, first):
+            yield parse_csv_block(block, columns, path, config)
+
+
+def line_blocks(
+    handle, size: int, first_number: int = 1, piece_bytes: int = 1 << 20
+) -> Iterator[LineBlock]:
+    """The rest of a file as blocks of `size` whole lines (the last may be shorter).
+
+    Reads pieces of `piece_bytes` and finds the newlines with NumPy, instead of a `readline`
+    call per line (Beam's CompressedFile, for .gz, has `read` too).
+    """
+    pending, number, eof = b"", first_number, False
+    while True:
+        newlines = np.flatnonzero(np.frombuffer(pending, dtype=np.uint8) == ord("\n"))
+        while len(newlines) < size and not eof:
+            piece = handle.read(piece_bytes)
+            eof = not piece
+            found = np.flatnonzero(np.frombuffer(piece, dtype=np.uint8) == ord("\n"))
+            newlines = np.concatenate([newlines, len(pending) + found])
+            pending += piece
+        ends = newlines[:size] + 1
+        if len(newlines) < size and len(pending) > (ends[-1] if len(ends) else 0):
+            ends = np.append(ends, len(pending))  # the last line, without a newline
+        if not len(ends):
+            return
+        cut = int(ends[-1])
+        yield LineBlock(pending[:cut], ends, number)
+        number += len(ends)
+        pending = pending[cut:]

@@ -1,38 +1,27 @@
-"""The only module that reads input files or writes outputs.
+"""Input files: which files a pattern names, their format and columns, and `ReadRecords`.
 
 Inputs are file patterns (local paths, globs, `gs://...`) resolved through Beam's file systems.
 Each matched file is read by one DoFn in chunks of `data.chunk_rows` records; unreadable rows
 go to the dead-letter output with their raw text. A `bq://` input is a BigQuery table or query
-(`pipeline.bigquery`), read into the same chunks.
+(`pipeline.sources.bigquery`), read into the same chunks.
 """
 
 from __future__ import annotations
 
-import itertools
-import json
 import logging
-import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 import apache_beam as beam
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
 
 from configs.schema import DataConfig
-from pipeline.parse import (
-    LineBlock,
-    parse_arrow_batch,
-    parse_csv_block,
-    parse_examples,
-    parse_header,
-)
-from pipeline.records import DEAD_LETTER_COLUMNS, UNREADABLE_FILE, DeadLetter, RecordChunk
+from pipeline.core import metrics
+from pipeline.core.records import DEAD, UNREADABLE_FILE, DeadLetter, RecordChunk
+from pipeline.sources import columnar, csvfile
 
-DEAD = "dead_letter"
 _LOG = logging.getLogger(__name__)
 _EXTENSIONS = {".csv": "csv", ".txt": "csv", ".parquet": "parquet", ".tfrecord": "tfrecord"}
 
@@ -72,11 +61,21 @@ def input_columns(path: str, config: DataConfig) -> list[str]:
         if not config.csv_has_header:
             return list(config.column_names or ())
         with FileSystems.open(path) as handle:
-            return parse_header(handle.readline(), path, config.csv_delimiter)
+            return csvfile.read_header(handle, path, config)
     if fmt == "parquet":
         with FileSystems.open(path) as handle:
             return list(pq.ParquetFile(handle).schema_arrow.names)
     return []  # tf.Example records carry their names per record
+
+
+def file_chunks(path: str, config: DataConfig) -> Iterator:
+    """(chunk or None, dead letters) for each block of records of one file, in file order."""
+    fmt = input_format(path, config)
+    if fmt == "csv":
+        return csvfile.csv_chunks(path, config)
+    if fmt == "parquet":
+        return columnar.parquet_chunks(path, config)
+    return columnar.tfrecord_chunks(path, config)
 
 
 class ReadRecords(beam.PTransform):
@@ -89,7 +88,7 @@ class ReadRecords(beam.PTransform):
 
     def expand(self, pbegin):
         if self._pattern.startswith("bq://"):  # same outputs, rows from BigQuery
-            from pipeline.bigquery import ReadBigQueryRecords
+            from pipeline.sources.bigquery import ReadBigQueryRecords
 
             return pbegin | "ReadBigQuery" >> ReadBigQueryRecords(self._pattern, self._config)
         return (
@@ -107,13 +106,13 @@ class _ReadFileDoFn(beam.DoFn):
 
     def __init__(self, config: DataConfig):
         self._config = config
-        self._rows_read = Metrics.counter("vaepipe", "rows_read")
-        self._dead = Metrics.counter("vaepipe", "rows_dead_lettered")
+        self._rows_read = metrics.counter(metrics.ROWS_READ)
+        self._dead = metrics.counter(metrics.ROWS_DEAD_LETTERED)
 
     def process(self, readable: fileio.ReadableFile) -> Iterator:
         path = readable.metadata.path
         try:
-            for chunk, dead in self._chunks(path):
+            for chunk, dead in file_chunks(path, self._config):
                 self._rows_read.inc((len(chunk) if chunk is not None else 0) + len(dead))
                 self._dead.inc(len(dead))
                 for letter in dead:
@@ -126,161 +125,11 @@ class _ReadFileDoFn(beam.DoFn):
             _LOG.error("cannot read %s: %s", path, err)
             self._dead.inc()
             self._rows_read.inc()
-            yield beam.pvalue.TaggedOutput(
-                DEAD, DeadLetter(path, path, "read", UNREADABLE_FILE, str(err), "")
-            )
-
-    def _chunks(self, path: str) -> Iterator[tuple[RecordChunk | None, list[DeadLetter]]]:
-        fmt = input_format(path, self._config)
-        if fmt == "csv":
-            return _csv_chunks(path, self._config)
-        if fmt == "parquet":
-            return _parquet_chunks(path, self._config)
-        return _tfrecord_chunks(path, self._config)
+            yield beam.pvalue.TaggedOutput(DEAD, unreadable_file(path, err))
 
 
-def _csv_chunks(path: str, config: DataConfig) -> Iterator:
-    with FileSystems.open(path) as handle:
-        first = 1
-        if config.csv_has_header:
-            columns = parse_header(handle.readline(), path, config.csv_delimiter)
-            first = 2
-        else:
-            columns = list(config.column_names or ())
-        for block in line_blocks(handle, config.chunk_rows, first):
-            yield parse_csv_block(block, columns, path, config)
+def unreadable_file(path: str, err: Exception) -> DeadLetter:
+    return DeadLetter(path, path, "read", UNREADABLE_FILE, str(err), "")
 
 
-def line_blocks(
-    handle, size: int, first_number: int = 1, piece_bytes: int = 1 << 20
-) -> Iterator[LineBlock]:
-    """The rest of a file as blocks of `size` whole lines (the last may be shorter).
-
-    Reads pieces of `piece_bytes` and finds the newlines with NumPy, instead of a `readline`
-    call per line (Beam's CompressedFile, for .gz, has `read` too).
-    """
-    pending, number, eof = b"", first_number, False
-    while True:
-        newlines = np.flatnonzero(np.frombuffer(pending, dtype=np.uint8) == ord("\n"))
-        while len(newlines) < size and not eof:
-            piece = handle.read(piece_bytes)
-            eof = not piece
-            found = np.flatnonzero(np.frombuffer(piece, dtype=np.uint8) == ord("\n"))
-            newlines = np.concatenate([newlines, len(pending) + found])
-            pending += piece
-        ends = newlines[:size] + 1
-        if len(newlines) < size and len(pending) > (ends[-1] if len(ends) else 0):
-            ends = np.append(ends, len(pending))  # the last line, without a newline
-        if not len(ends):
-            return
-        cut = int(ends[-1])
-        yield LineBlock(pending[:cut], ends, number)
-        number += len(ends)
-        pending = pending[cut:]
-
-
-def _parquet_chunks(path: str, config: DataConfig) -> Iterator:
-    with FileSystems.open(path) as handle:
-        first_row = 0
-        for batch in pq.ParquetFile(handle).iter_batches(batch_size=config.chunk_rows):
-            yield parse_arrow_batch(batch, first_row, path, config)
-            first_row += batch.num_rows
-
-
-def _tfrecord_chunks(path: str, config: DataConfig) -> Iterator:
-    from apache_beam.io.tfrecordio import _TFRecordUtil  # Beam's own TFRecord framing reader
-
-    def records(handle):
-        while (payload := _TFRecordUtil.read_record(handle)) is not None:
-            yield payload
-
-    with FileSystems.open(path) as handle:
-        numbered = enumerate(records(handle), start=1)
-        for batch in _batched(numbered, config.chunk_rows):
-            yield parse_examples(batch, path, config)
-
-
-def _batched(items: Iterable, size: int) -> Iterator[list]:
-    iterator = iter(items)
-    while batch := list(itertools.islice(iterator, size)):
-        yield batch
-
-
-def dead_letter_schema() -> pa.Schema:
-    return pa.schema([(name, pa.string()) for name in DEAD_LETTER_COLUMNS])
-
-
-class WriteDeadLetters(beam.PTransform):
-    """DeadLetters -> Parquet files under `prefix` (always written, possibly empty)."""
-
-    def __init__(self, directory: str):
-        super().__init__()
-        self._directory = directory
-
-    def expand(self, letters):
-        return (
-            letters
-            | "AsRows" >> beam.Map(DeadLetter.as_row)
-            | "WriteParquet"
-            >> beam.io.WriteToParquet(
-                os.path.join(self._directory, "part"),
-                dead_letter_schema(),
-                file_name_suffix=".parquet",
-                num_shards=1,
-            )
-        )
-
-
-class WriteTables(beam.PTransform):
-    """pyarrow Tables -> Parquet files under `directory` (one schema for all)."""
-
-    def __init__(self, directory: str, schema: pa.Schema, num_shards: int = 0):
-        super().__init__()
-        self._directory = directory
-        self._schema = schema
-        self._num_shards = num_shards
-
-    def expand(self, tables):
-        return tables | "WriteParquet" >> beam.io.parquetio.WriteToParquetBatched(
-            os.path.join(self._directory, "part"),
-            self._schema,
-            file_name_suffix=".parquet",
-            num_shards=self._num_shards,
-        )
-
-
-def remove_folders(parent: str, prefix: str) -> list[str]:
-    """Delete every folder directly under `parent` whose name starts with `prefix` (local or
-    remote file systems); returns the folders deleted."""
-    start = FileSystems.join(parent, prefix)
-    found = FileSystems.match([start + "*/**"])[0].metadata_list
-    names = {m.path[len(start) :].split("/")[0] for m in found if m.path.startswith(start)}
-    folders = {start + name for name in names}
-    if os.path.isdir(parent):  # local: also folders that hold only (empty) folders
-        folders |= {start + n[len(prefix) :] for n in os.listdir(parent) if n.startswith(prefix)}
-    if folders:
-        FileSystems.delete(sorted(folders))
-    return sorted(folders)
-
-
-def write_bytes(path: str, data: bytes) -> None:
-    """Write a small file through Beam's file systems (local or gs://)."""
-    with FileSystems.create(path) as handle:
-        handle.write(data)
-
-
-def write_text(path: str, text: str) -> None:
-    write_bytes(path, text.encode("utf-8"))
-
-
-def read_bytes(path: str) -> bytes:
-    with FileSystems.open(path) as handle:
-        return handle.read()
-
-
-def read_text(path: str) -> str:
-    return read_bytes(path).decode("utf-8")
-
-
-def write_json(path: str, data: object) -> None:
-    write_text(path, json.dumps(data, indent=1, default=str))
+__all__ = ["RecordChunk", "ReadRecords", "file_chunks", "input_columns", "input_format"]

@@ -20,12 +20,14 @@ import apache_beam as beam
 import numpy as np
 import pandas as pd
 from apache_beam.io import fileio
-from apache_beam.metrics import Metrics
 from PIL import Image
 
 from configs.schema import ImageConfig
-from pipeline.column_types import CATEGORICAL, NUMERIC
-from pipeline.records import (
+from pipeline.core import metrics
+from pipeline.core.records import (
+    CATEGORICAL,
+    DEAD,
+    NUMERIC,
     CORRUPT_IMAGE,
     EMPTY_FILE,
     NOT_AN_IMAGE,
@@ -39,7 +41,6 @@ from pipeline.records import (
     RecordChunk,
 )
 
-DEAD = "dead_letter"
 STAGE = "read"
 PIXELS = "pixels"  # frame column: one uint8 array [height, width, channels] per record
 # What TFDV profiles per image (pixels stay out: thousands of features, slow, not useful to
@@ -343,8 +344,8 @@ class _DecodeImageDoFn(beam.DoFn):
 
     def __init__(self, config: ImageConfig):
         self._config = config
-        self._rows_read = Metrics.counter("vaepipe", "rows_read")
-        self._dead = Metrics.counter("vaepipe", "rows_dead_lettered")
+        self._rows_read = metrics.counter(metrics.ROWS_READ)
+        self._dead = metrics.counter(metrics.ROWS_DEAD_LETTERED)
 
     def process(self, readable: fileio.ReadableFile) -> Iterator:
         meta = readable.metadata
@@ -355,11 +356,3 @@ class _DecodeImageDoFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(DEAD, result)
         else:
             yield result
-
-
-def png_bytes(pixels: np.ndarray) -> bytes:
-    """uint8 [height, width, 1 or 3] pixels as a PNG file."""
-    image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()

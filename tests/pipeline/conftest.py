@@ -17,9 +17,8 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
-from pipeline.column_types import CATEGORICAL, INT_CATEGORICAL, NUMERIC
-from pipeline.records import RecordChunk
-from pipeline.statistics import ComputeStatistics, categorical_int_schema, stats_options
+from pipeline.core.records import CATEGORICAL, INT_CATEGORICAL, NUMERIC, RecordChunk
+from pipeline.features.statistics import ComputeStatistics, categorical_int_schema, stats_options
 
 
 def make_chunk(columns: dict, source: str = "src.csv", ids=None, raw=None) -> RecordChunk:

@@ -9,16 +9,8 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from configs.schema import DataConfig
-from pipeline.column_types import (
-    CATEGORICAL,
-    INT_CATEGORICAL,
-    NUMERIC,
-    ColumnProfile,
-    ProfileColumns,
-    apply_kinds,
-    decide_kinds,
-)
-from pipeline.records import NON_FINITE, NOT_A_NUMBER
+from pipeline.core.records import CATEGORICAL, INT_CATEGORICAL, NON_FINITE, NOT_A_NUMBER, NUMERIC
+from pipeline.features.column_types import ColumnProfile, ProfileColumns, apply_kinds, decide_kinds
 
 
 def profile(chunk_of, columns: dict, cap: int = 2) -> dict[str, ColumnProfile]:

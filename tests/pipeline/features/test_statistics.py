@@ -12,8 +12,9 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import BeamAssertException, assert_that
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
-from pipeline.column_types import CATEGORICAL, INT_CATEGORICAL, NUMERIC, apply_kinds
-from pipeline.statistics import (
+from pipeline.core.records import CATEGORICAL, INT_CATEGORICAL, NUMERIC
+from pipeline.features.column_types import apply_kinds
+from pipeline.features.statistics import (
     QUANTILE_BUCKETS,
     ComputeStatistics,
     anomaly_lines,

@@ -6,15 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.column_types import CATEGORICAL, INT_CATEGORICAL, NUMERIC
-from pipeline.encoding import (
+from pipeline.core.records import CATEGORICAL, INT_CATEGORICAL, NUMERIC
+from pipeline.features.statistics import feature_stats
+from pipeline.features.tabular_encoding import (
     IQR_TO_STD,
     CategoricalSpec,
     NumericSpec,
     TabularEncoding,
     encoding_from_statistics,
 )
-from pipeline.statistics import feature_stats
 from vae_model import FeatureLayout, validate_packed
 
 ENCODING = TabularEncoding(

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from configs.schema import TrainConfig
-from pipeline.train import MIN_BATCH_SIZE, effective_batch_size
+from pipeline.jobs.train import MIN_BATCH_SIZE, effective_batch_size
 
 
 @pytest.mark.parametrize(

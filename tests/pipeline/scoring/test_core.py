@@ -9,15 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.encoding import CategoricalSpec, NumericSpec, TabularEncoding
-from pipeline.inference import (
-    OUTPUT_KEYS,
-    BundleModelHandler,
-    ScoredChunk,
-    score_batches,
-    score_chunk,
-)
-from pipeline.records import MODEL_ERROR, NON_FINITE_SCORE, EncodedChunk
+from pipeline.core.records import MODEL_ERROR, NON_FINITE_SCORE, EncodedChunk
+from pipeline.features.tabular_encoding import CategoricalSpec, NumericSpec, TabularEncoding
+from pipeline.scoring.core import OUTPUT_KEYS, ScoredChunk, score_batches, score_chunk
+from pipeline.scoring.handler import BundleModelHandler
 from vae_model import VAE
 
 ENCODING = TabularEncoding(

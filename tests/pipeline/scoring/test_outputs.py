@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.postprocess import (
+from pipeline.scoring.outputs import (
     code_format,
     codes_schema,
     codes_table,

@@ -10,8 +10,7 @@ import pytest
 import tensorflow as tf
 
 from configs.schema import DataConfig
-from pipeline.parse import parse_arrow_batch, parse_csv_lines, parse_examples, parse_header
-from pipeline.records import (
+from pipeline.core.records import (
     BAD_UTF8,
     COLUMN_COUNT,
     CSV_QUOTING,
@@ -20,6 +19,8 @@ from pipeline.records import (
     DeadLetter,
     RawLines,
 )
+from pipeline.sources.columnar import parse_arrow_batch, parse_examples
+from pipeline.sources.csvfile import parse_csv_lines, parse_header
 
 SOURCE = "data/part.csv"
 COLUMNS = ["id", "x", "c"]

@@ -15,27 +15,19 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from configs.schema import DataConfig
-from pipeline.beam_runner import counters
-from pipeline.io import (
-    DEAD,
-    ReadRecords,
-    WriteDeadLetters,
-    WriteTables,
-    input_columns,
-    input_format,
-    line_blocks,
-    match_inputs,
-    read_text,
-    write_json,
-    write_text,
-)
-from pipeline.records import (
+from pipeline.core.fs import read_text, write_json, write_text
+from pipeline.core.records import (
     COLUMN_COUNT,
+    DEAD,
     DEAD_LETTER_COLUMNS,
     MISSING_ID,
     UNREADABLE_FILE,
     DeadLetter,
 )
+from pipeline.jobs.runner import counters
+from pipeline.sinks.parquet import WriteDeadLetters, WriteTables
+from pipeline.sources.csvfile import line_blocks
+from pipeline.sources.files import ReadRecords, input_columns, input_format, match_inputs
 
 
 # Matchers and mapping functions are module-level: Beam pickles them.

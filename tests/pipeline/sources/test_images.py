@@ -13,24 +13,9 @@ from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
 from configs.schema import ImageConfig
-from pipeline.beam_runner import counters
-from pipeline.encoding import load_encoding
-from pipeline.image_encoding import ImageEncoding
-from pipeline.images import (
-    DEAD,
-    FEATURE_KINDS,
-    PIXELS,
-    ImageRejected,
-    ReadImages,
-    decode_image,
-    ends_early,
-    file_signature,
-    image_pattern,
-    png_bytes,
-    read_image_file,
-)
-from pipeline.records import (
+from pipeline.core.records import (
     CORRUPT_IMAGE,
+    DEAD,
     EMPTY_FILE,
     NOT_AN_IMAGE,
     TOO_MANY_PIXELS,
@@ -40,6 +25,21 @@ from pipeline.records import (
     WRONG_MODE,
     WRONG_SIZE,
     DeadLetter,
+)
+from pipeline.features.image_encoding import ImageEncoding
+from pipeline.jobs.runner import counters
+from pipeline.kinds import load_encoding
+from pipeline.sinks.images import png_bytes
+from pipeline.sources.images import (
+    FEATURE_KINDS,
+    PIXELS,
+    ImageRejected,
+    ReadImages,
+    decode_image,
+    ends_early,
+    file_signature,
+    image_pattern,
+    read_image_file,
 )
 
 GREY = ImageConfig(height=28, width=28, mode="L")
@@ -300,7 +300,7 @@ def test_image_encoding_round_trips_pixels_and_names_them_in_order():
     assert encoding.columns[:4] == ["px_0_0_r", "px_0_0_g", "px_0_0_b", "px_0_1_r"]
     assert encoding.columns[-1] == "px_1_2_b" and len(encoding.columns) == 18
     pixels = np.arange(18, dtype=np.uint8).reshape(2, 3, 3) * 14
-    from pipeline.images import to_chunk
+    from pipeline.sources.images import to_chunk
 
     chunk = to_chunk([("a", "{}", dict.fromkeys(FEATURE_KINDS, 0), pixels)] * 2, "src")
     x = encoding.encode(chunk.frame)

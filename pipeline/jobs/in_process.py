@@ -1,0 +1,211 @@
+"""Jobs in this process, for data already in memory or small enough to read here (the Python
+API): the stages of the Beam jobs called as plain functions, so a DataFrame and the same rows
+in a file give the same typing, encoding, model input and scores.
+
+Tables only: image folders go through the Beam jobs (`pipeline.jobs.train` / `score`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from configs import ConfigError, VaepipeConfig
+from pipeline.artifacts import bundle as bundle_lib
+from pipeline.artifacts.shards import SPLITS, split_mask
+from pipeline.core.records import DeadLetter, RecordChunk
+from pipeline.features.column_types import ProfileColumns, apply_kinds, decide_kinds
+from pipeline.features.encode import encode_chunk
+from pipeline.features.statistics import (
+    infer_schema,
+    kinds_from_schema,
+    stats_options,
+    to_record_batch,
+)
+from pipeline.jobs.train import (
+    TrainResult,
+    bundle_parts,
+    curated_schema,
+    effective_batch_size,
+    fit_model,
+    new_model,
+)
+from pipeline.kinds.tabular import check_columns, derive_encoding
+from pipeline.scoring.calibration import calibrate
+from pipeline.scoring.core import exact_float32_scoring, score_chunk
+from pipeline.scoring.outputs import OutputContext, to_outputs
+from pipeline.sources.columnar import parse_arrow_batch
+from pipeline.sources.files import file_chunks, match_inputs
+
+FRAME_SOURCE = "dataframe"
+
+Data = pd.DataFrame | str | os.PathLike
+
+
+def read_chunks(data: Data, config: VaepipeConfig) -> Iterator[tuple[RecordChunk | None, list]]:
+    """(chunk, dead letters) from a DataFrame (one chunk; record ids `dataframe:<row>` without
+    `data.id_column`) or from the files a pattern matches (ids as the CLI gives them)."""
+    if config.data.kind != "tabular":
+        raise ConfigError(
+            f"in-process jobs read tables; data.kind {config.data.kind} goes through the Beam "
+            "jobs (give a path to vaepipe.fit, or use the CLI)"
+        )
+    if isinstance(data, pd.DataFrame):
+        batch = pa.RecordBatch.from_pandas(data, preserve_index=False)
+        yield parse_arrow_batch(batch, 0, FRAME_SOURCE, config.data)
+        return
+    for path in match_inputs(os.fspath(data)):
+        yield from file_chunks(path, config.data)
+
+
+@dataclass
+class PreparedFrame:
+    """The in-process counterpart of the training data job's outputs."""
+
+    encoding: Any
+    statistics: Any
+    schema: Any
+    splits: dict[str, np.ndarray]
+    dead: list[DeadLetter]
+
+
+def prepare(data: Data, config: VaepipeConfig) -> PreparedFrame:
+    """Read, type, profile (TFDV, in memory), encode and split training records."""
+    from tensorflow_data_validation.statistics import stats_impl
+
+    chunks, dead = _read_all(data, config)
+    cap, exclude = config.schema.int_categorical_max_values, tuple(config.data.exclude_columns)
+    profile = ProfileColumns(cap)
+    profiles = profile.create_accumulator()
+    for chunk in chunks:
+        profiles = profile.add_input(profiles, chunk)
+    curated = curated_schema(config)
+    if curated is not None:
+        kinds = kinds_from_schema(curated)
+    else:
+        kinds = decide_kinds(profiles, config.data, cap)
+    typed_chunks = []
+    for chunk in chunks:
+        typed, bad = apply_kinds(chunk, kinds, exclude)
+        dead += bad
+        if typed is not None:
+            typed_chunks.append(typed)
+    typed = concat_chunks(typed_chunks)
+    options = stats_options(config.schema.max_vocabulary, schema=curated)
+    stats = stats_impl.generate_statistics_in_memory(to_record_batch(typed, kinds), options)
+    encoding = derive_encoding(
+        stats, kinds, profiles, config.schema.max_vocabulary, config.data.numeric_scaling
+    )
+    schema = curated if curated is not None else infer_schema(stats, kinds)
+    encoded = encode_chunk(typed, encoding, exclude)
+    splits = {s: encoded.inputs[split_mask(encoded.record_ids, s, config.train)] for s in SPLITS}
+    return PreparedFrame(encoding, stats, schema, splits, dead)
+
+
+def train(
+    data: Data, model_dir: str, config: VaepipeConfig, echo: Callable[[str], None] = print
+) -> TrainResult:
+    """Train on in-memory records and write a model bundle (the same bundle `train` writes)."""
+    started = time.time()
+    prepared = prepare(data, config)
+    rows = {split: int(len(v)) for split, v in prepared.splits.items()}
+    if rows["train"] == 0 or rows["calibration"] == 0:
+        raise ValueError(
+            f"not enough rows to train: {rows} (need rows in train and calibration splits)"
+        )
+    encoding, splits = prepared.encoding, prepared.splits
+    batch = effective_batch_size(rows["train"], config.train)
+    echo(f"training the VAE on {rows['train']} rows ({len(encoding.columns)} features)")
+    model = new_model(encoding, config)
+    work = tempfile.mkdtemp(prefix="vaepipe-fit-")
+    try:
+        history = fit_model(
+            model, splits["train"], splits["validation"], config, rows["train"], batch, work, echo
+        )
+        calibration, scores = calibrate(model, [splits["calibration"]], config)
+        report = {
+            "history": history,
+            "rows": rows,
+            "batch_size": batch,
+            "seconds": round(time.time() - started, 1),
+        }
+        schema, stats = str(prepared.schema).encode(), prepared.statistics.SerializeToString()
+        parts = bundle_parts(encoding, schema, stats, calibration, scores, config, report)
+        bundle_lib.write_bundle(model, model_dir, parts, config.data.kind, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return TrainResult(model_dir, history, rows, calibration.threshold)
+
+
+@dataclass
+class Scored:
+    """In-process scoring's outputs: the flags and codes tables, and the dead letters."""
+
+    flags: pa.Table
+    codes: pa.Table
+    dead: list[DeadLetter]
+
+
+def score(bundle: Any, data: Data, config: VaepipeConfig) -> Scored:
+    """Score records with a loaded bundle through the same core as the Beam job."""
+    exact_float32_scoring()
+    bundle.model.score_mc_samples = config.scoring.mc_samples
+    ctx = OutputContext.from_bundle(bundle, config)
+    exclude = tuple(config.data.exclude_columns)
+    batch_size = config.scoring.batch_size
+    flags, codes, dead = [], [], []
+    for chunk, bad in read_chunks(data, config):
+        dead += bad
+        if chunk is None:
+            continue
+        check_columns(bundle, list(chunk.frame.columns), chunk.source)
+        typed, bad = apply_kinds(chunk, bundle.encoding.kinds, exclude)
+        dead += bad
+        if typed is None:
+            continue
+        scored = score_chunk(
+            bundle.model, encode_chunk(typed, bundle.encoding, exclude), batch_size
+        )
+        dead += scored.dead
+        if len(scored.chunk):
+            f, c = to_outputs(scored.chunk.record_ids, scored.terms, scored.chunk.passthrough, ctx)
+            flags.append(f)
+            codes.append(c)
+    return Scored(_concat(flags, ctx.flags_schema), _concat(codes, ctx.codes_schema), dead)
+
+
+def concat_chunks(chunks: list[RecordChunk]) -> RecordChunk:
+    """One chunk of all rows (raw inputs as text)."""
+    if not chunks:
+        raise ValueError("no usable records: every record was dead-lettered")
+    return RecordChunk(
+        source=chunks[0].source,
+        record_ids=[rid for c in chunks for rid in c.record_ids],
+        raw=[raw for c in chunks for raw in c.raw],
+        frame=pd.concat([c.frame for c in chunks], ignore_index=True),
+    )
+
+
+def _read_all(data: Data, config: VaepipeConfig) -> tuple[list[RecordChunk], list]:
+    chunks, dead = [], []
+    for chunk, bad in read_chunks(data, config):
+        dead += bad
+        if chunk is not None:
+            chunks.append(chunk)
+    return chunks, dead
+
+
+def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
+    return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
+__all__ = ["Scored", "prepare", "read_chunks", "score", "train"]
