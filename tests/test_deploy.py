@@ -173,15 +173,15 @@ def test_image_is_launcher_and_worker():
 
 def test_image_installs_the_one_pinned_list_and_the_package():
     runs = " ".join(_instructions("RUN"))
-    assert "pip install --no-cache-dir -r requirements.txt" in runs
+    assert "pip install --no-cache-dir -c constraints.txt -r requirements.txt" in runs
     assert "pip install --no-cache-dir --no-deps ." in runs
     assert not re.search(r"pip install[^&;]*\b[A-Za-z][\w.-]*==\d", runs)  # no pins of its own
     # the GPU variant: TensorFlow's CUDA extra of the pinned TensorFlow, other pins as they are
     assert "-c requirements.txt" in runs and "tensorflow[and-cuda]==" in runs
     copied = " ".join(_instructions("COPY"))
-    for package in ("configs", "pipeline", "vae_model"):  # setup.py's packages
+    for package in ("configs", "pipeline", "vae_model", "vaepipe"):  # setup.py's packages
         assert f"{package}/ {package}/" in copied
-    for name in ("requirements.txt", "requirements-test.txt", "setup.py", "MANIFEST.in"):
+    for name in ("requirements.txt", "requirements-test.txt", "constraints.txt", "setup.py"):
         assert name in copied  # setup.py reads both requirement files
 
 

@@ -11,22 +11,35 @@ Public API::
 Works on the TensorFlow and JAX backends (``KERAS_BACKEND``).
 """
 
-from vae_model import likelihoods, losses
-from vae_model.layout import FeatureLayout, pack, unpack, validate_packed
-from vae_model.model import VAE
-from vae_model.resident import fit_resident
-from vae_model.training import EpochTermsLogger, KLWarmup, fit_vae
+import importlib
+from typing import Any
 
-__all__ = [
-    "EpochTermsLogger",
-    "FeatureLayout",
-    "KLWarmup",
-    "VAE",
-    "fit_resident",
-    "fit_vae",
-    "likelihoods",
-    "losses",
-    "pack",
-    "unpack",
-    "validate_packed",
-]
+# Where each public name lives. Loaded on first use (PEP 562), so that importing
+# `vae_model.layout` (the packed-input contract the pipeline encodes to) does not import Keras.
+_EXPORTS = {
+    "EpochTermsLogger": "vae_model.training",
+    "FeatureLayout": "vae_model.layout",
+    "KLWarmup": "vae_model.training",
+    "VAE": "vae_model.model",
+    "fit_resident": "vae_model.resident",
+    "fit_vae": "vae_model.training",
+    "likelihoods": "vae_model.likelihoods",
+    "losses": "vae_model.losses",
+    "pack": "vae_model.layout",
+    "unpack": "vae_model.layout",
+    "validate_packed": "vae_model.layout",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'vae_model' has no attribute {name!r}")
+    module = importlib.import_module(_EXPORTS[name])
+    value = module if module.__name__.endswith(f".{name}") else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -7,6 +7,7 @@ Tables only: image folders go through the Beam jobs (`pipeline.jobs.train` / `sc
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -43,8 +44,8 @@ from pipeline.kinds.tabular import check_columns, derive_encoding
 from pipeline.scoring.calibration import calibrate
 from pipeline.scoring.core import exact_float32_scoring, score_chunk
 from pipeline.scoring.outputs import OutputContext, to_outputs
-from pipeline.sources.columnar import parse_arrow_batch
 from pipeline.sources.files import file_chunks, match_inputs
+from pipeline.sources.ids import with_ids
 
 FRAME_SOURCE = "dataframe"
 
@@ -60,11 +61,21 @@ def read_chunks(data: Data, config: VaepipeConfig) -> Iterator[tuple[RecordChunk
             "jobs (give a path to vaepipe.fit, or use the CLI)"
         )
     if isinstance(data, pd.DataFrame):
-        batch = pa.RecordBatch.from_pandas(data, preserve_index=False)
-        yield parse_arrow_batch(batch, 0, FRAME_SOURCE, config.data)
+        yield frame_chunk(data, config)
         return
     for path in match_inputs(os.fspath(data)):
         yield from file_chunks(path, config.data)
+
+
+def frame_chunk(frame: pd.DataFrame, config: VaepipeConfig) -> tuple[RecordChunk | None, list]:
+    """A DataFrame as one chunk, values as they are (None where missing), like a Parquet
+    file's rows: typing then converts or dead-letters them, so a text value in a number
+    column is a dead letter naming its record and field, not a conversion error."""
+    values = frame.reset_index(drop=True).astype(object)
+    values = values.where(values.notna(), None)
+    raws = [json.dumps(row, default=str) for row in values.to_dict(orient="records")]
+    numbers = range(1, len(values) + 1)
+    return with_ids(values, raws, numbers, FRAME_SOURCE, config.data, [])
 
 
 @dataclass
