@@ -9,12 +9,14 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.core.metrics import NAMESPACE
+from pipeline.jobs.progress import job_status
 
 
 def run_pipeline(
     build: Callable[[beam.Pipeline], None],
     beam_args: Sequence[str] = (),
     test_pipeline: beam.Pipeline | None = None,
+    label: str = "running the job",
 ) -> dict[str, int]:
     """Build onto a new pipeline (or `test_pipeline`), run it to the end, return our counters.
 
@@ -23,8 +25,9 @@ def run_pipeline(
     """
     root = test_pipeline or beam.Pipeline(options=PipelineOptions(list(beam_args)))
     build(root)
-    result = root.run()
-    result.wait_until_finish()
+    with job_status(label):
+        result = root.run()
+        result.wait_until_finish()
     return counters(result)
 
 
