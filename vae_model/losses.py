@@ -10,10 +10,17 @@ Every quantity is in nats per record. For a packed batch ``x`` (see ``layout.py`
 
 Missing entries are excluded from the likelihood, which is the ELBO of the observed
 part of each record.
+
+The importance-weighted bound (IWAE, Burda et al. 2016) tightens the ELBO with K posterior
+draws ``z_k ~ q(z | x)``::
+
+    log_weight[k, b]       = log p(x_b | z_k) + log p(z_k) - log q(z_k | x_b)
+    iwae[b]                = logsumexp_k(log_weight[k, b]) - log K      (<= log p(x_b))
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -140,3 +147,30 @@ def weighted_negative_elbo(terms: Mapping[str, Any], beta: Any) -> Any:
 def training_loss(terms: Mapping[str, Any], beta: Any) -> Any:
     """Scalar training loss: batch mean of ``reconstruction_nll + beta * kl``."""
     return ops.mean(weighted_negative_elbo(terms, beta))
+
+
+def log_density_ratio(z: Any, z_mean: Any, z_log_var: Any) -> Any:
+    """``log N(z; 0, I) - log N(z; z_mean, exp(z_log_var))`` summed over the latent dims.
+
+    The ``log(2 pi)`` terms cancel. Its expectation under ``q`` is ``-KL(q || N(0, I))``.
+
+    Args:
+        z: ``[..., L]`` latent draws.
+        z_mean: ``[..., L]`` posterior means (broadcast against ``z``).
+        z_log_var: ``[..., L]`` posterior log-variances.
+
+    Returns:
+        ``[...]`` log density ratio in nats.
+    """
+    log_prior = -0.5 * ops.square(z)
+    log_posterior = -0.5 * (ops.square(z - z_mean) * ops.exp(-z_log_var) + z_log_var)
+    return ops.sum(log_prior - log_posterior, axis=-1)
+
+
+def iwae_bound(log_weights: Any) -> Any:
+    """Per-record importance-weighted bound from ``[K, B]`` log weights: ``[B]`` nats.
+
+    ``logsumexp`` over the draws (stable for weights far below 1), minus ``log K``.
+    """
+    k = int(log_weights.shape[0])
+    return ops.logsumexp(log_weights, axis=0) - math.log(k)

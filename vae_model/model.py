@@ -24,6 +24,7 @@ _Steps = JaxSteps if keras.backend.backend() == "jax" else TensorFlowSteps
 
 NUMERIC_VARIANCES = ("record", "feature", "fixed")
 TRACKER_NAMES = ("loss", "reconstruction_nll", "kl", "elbo", "beta")
+_IWAE_ROWS = 65536  # rows decoded at once by `VAE.iwae_log_weights`
 
 
 @keras.saving.register_keras_serializable(package="vaepipe")
@@ -356,6 +357,74 @@ class VAE(_Steps, keras.Model):
             log_var = ops.logaddexp(outputs["numeric_log_var"], tolerance_log_var)
             outputs = {**outputs, "numeric_log_var": log_var}
         return losses.feature_nll(x, outputs, self.layout, self.min_log_var, self.max_log_var)
+
+    def iwae_bound(
+        self, x: Any, k: int, seed: int | None = None, scoring: bool = False
+    ) -> np.ndarray:
+        """Per-record importance-weighted lower bound on ``log p(x)`` (nats; IWAE).
+
+        ``log (1/K) sum_k p(x | z_k) p(z_k) / q(z_k | x)`` with ``z_k ~ q(z | x)``, see
+        `losses.iwae_bound`. At ``k=1`` it is a one-draw estimate of the ELBO (equal to it
+        in expectation); its expectation does not decrease as ``k`` grows and tends to
+        ``log p(x)``.
+
+        Args:
+            x: ``[B, 2*width]`` packed input.
+            k: Number of importance samples (positive).
+            seed: Seed of the draws (default: ``self.seed``).
+            scoring: Use the scoring likelihood (numeric variances widened by
+                ``score_tolerance``) instead of the trained one.
+
+        Returns:
+            numpy float32 ``[B]``: the bound per record (higher = more likely).
+        """
+        log_weights = self.iwae_log_weights(x, k, seed, scoring)
+        return np.asarray(ops.convert_to_numpy(losses.iwae_bound(log_weights)), np.float32)
+
+    def iwae_log_weights(
+        self, x: Any, k: int, seed: int | None = None, scoring: bool = False
+    ) -> np.ndarray:
+        """``log p(x | z_k) + log p(z_k) - log q(z_k | x)`` for ``k`` posterior draws.
+
+        The draws are ``k`` standard-normal vectors seeded by ``seed`` (default: the model's)
+        and shared by all records, so a record's weights never depend on the rest of its
+        batch; the first ``j`` draws of ``k`` are those of ``j``. Each row is a one-draw ELBO
+        estimate; `losses.iwae_bound` of the rows (or of any block of them) is the bound.
+
+        Returns:
+            numpy float32 ``[k, B]`` log weights in nats.
+        """
+        k = _positive_int("k", k)
+        seed = self.seed if seed is None else _non_negative_int("seed", seed)
+        draws = np.random.default_rng(seed).standard_normal((k, self.latent_dim))
+        draws = draws.astype(np.float32)
+        with exact_float32_matmuls():
+            x = ops.convert_to_tensor(x, "float32")
+            z_mean, z_log_var = self.encode(x)
+            n = int(x.shape[0])
+            # Several draws per decode, at most ~64k rows at a time: fast and bounded memory.
+            step = max(1, _IWAE_ROWS // max(n, 1))
+            out = [
+                self._log_weights(x, z_mean, z_log_var, draws[i : i + step], scoring)
+                for i in range(0, k, step)
+            ]
+            return np.concatenate(out, axis=0)
+
+    def _log_weights(self, x: Any, z_mean: Any, z_log_var: Any, draws: np.ndarray, scoring):
+        """``[len(draws), B]`` log weights of one block of draws (sample-major)."""
+        j = len(draws)
+        z = z_mean[None] + ops.exp(0.5 * z_log_var)[None] * ops.convert_to_tensor(draws)[:, None]
+        flat_z, flat_x = ops.reshape(z, (-1, self.latent_dim)), ops.tile(x, (j, 1))
+        if scoring:
+            nll = self._feature_nll(flat_x, flat_z)
+        else:
+            outputs = self.decode(flat_z)
+            nll = losses.feature_nll(
+                flat_x, outputs, self.layout, self.min_log_var, self.max_log_var
+            )
+        log_likelihood = ops.reshape(-ops.sum(nll, axis=-1), (j, -1))
+        log_weights = log_likelihood + losses.log_density_ratio(z, z_mean[None], z_log_var[None])
+        return np.asarray(ops.convert_to_numpy(log_weights), np.float32)
 
     def _fixed_draws(self, mc_samples: int) -> np.ndarray:
         rng = np.random.default_rng(self.seed)
