@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -9,7 +10,7 @@ import pyarrow as pa
 import pytest
 import tensorflow as tf
 
-from configs.schema import DataConfig
+from configs.schema import ConfigError, DataConfig
 from pipeline.core.records import (
     BAD_UTF8,
     COLUMN_COUNT,
@@ -20,7 +21,14 @@ from pipeline.core.records import (
     RawLines,
 )
 from pipeline.sources.columnar import parse_arrow_batch, parse_examples
-from pipeline.sources.csvfile import parse_csv_lines, parse_header
+from pipeline.sources.csvfile import (
+    Utf8Stream,
+    parse_csv_block,
+    parse_csv_lines,
+    parse_header,
+    record_blocks,
+    text_stream,
+)
 
 SOURCE = "data/part.csv"
 COLUMNS = ["id", "x", "c"]
@@ -278,3 +286,176 @@ def test_a_block_with_one_bad_line_matches_the_per_line_parser(bad_line):
 def test_lines_must_be_consecutive():
     with pytest.raises(ValueError, match="consecutive lines"):
         parse_csv_lines([(2, b"1,2,a\n"), (4, b"2,3,b\n")], COLUMNS, SOURCE, DataConfig())
+
+
+# ------------------------------------------------------------- multi-line quoted records
+
+
+def records_of(data: bytes, config: DataConfig = DataConfig(), **kwargs):
+    """Chunks and dead letters of a whole file body (after a header on line 1), read in tiny
+    pieces so that records cross piece boundaries."""
+    stream = text_stream(io.BytesIO(data), config)
+    blocks = record_blocks(stream, 2, len(COLUMNS), config.csv_delimiter, 2, 5, **kwargs)
+    chunks, dead = [], []
+    for block in blocks:
+        chunk, letters = parse_csv_block(block, COLUMNS, SOURCE, config)
+        chunks += [chunk] if chunk is not None else []
+        dead += letters
+    ids = [i for c in chunks for i in c.record_ids]
+    rows = [r for c in chunks for r in c.frame.to_dict("records")]
+    raws = [r for c in chunks for r in c.raw]
+    return ids, rows, raws, dead
+
+
+def test_a_newline_inside_quotes_does_not_end_the_record():
+    data = b'1,2,"first\nsecond"\n2,3,"a ""q""\r\nb"\r\n3,4,c\n4,"x\n\ny",d'
+    ids, rows, raws, dead = records_of(data)
+    assert dead == []
+    # Ids name each record's first line: records on lines 2-3, 4-5, 6 and 7-9.
+    assert ids == [f"{SOURCE}:2", f"{SOURCE}:4", f"{SOURCE}:6", f"{SOURCE}:7"]
+    assert [r["c"] for r in rows] == ["first\nsecond", 'a "q"\r\nb', "c", "d"]
+    assert rows[3]["x"] == "x\n\ny"
+    assert raws[0] == '1,2,"first\nsecond"' and raws[3] == '4,"x\n\ny",d'
+
+
+def test_multi_line_records_are_the_same_whatever_the_piece_and_block_size():
+    data = b"".join(
+        (f'{i},{i},"v{i}\nmore ""{i}""\nend"\n' if i % 3 == 0 else f"{i},{i},v{i}\n").encode()
+        for i in range(30)
+    )
+    expected = None
+    for piece in (1, 3, 64, 1 << 20):
+        for size in (1, 4, 100):
+            blocks = list(record_blocks(io.BytesIO(data), size, 3, ",", 2, piece))
+            got = [(n, r) for b in blocks for n, r in b.records()]
+            assert all(len(b.ends) == size for b in blocks[:-1])
+            expected = expected or got
+            assert got == expected
+    assert len(expected) == 30 and b"".join(r for _, r in expected) == data
+    assert [n for n, _ in expected][:4] == [2, 5, 6, 7]  # record 0 spans lines 2-4
+
+
+def test_an_unclosed_quote_dead_letters_its_line_only_and_reading_goes_on():
+    # Line 3's quote never closes: line 3 alone is the bad record, lines 4-5 are records.
+    data = b'1,2,a\n2,"oops,b\n3,4,c\n4,5,d\n'
+    ids, rows, _, dead = records_of(data)
+    assert ids == [f"{SOURCE}:2", f"{SOURCE}:4", f"{SOURCE}:5"]
+    [letter] = dead
+    assert (letter.record_id, letter.reason, letter.raw) == (
+        f"{SOURCE}:3",
+        CSV_QUOTING,
+        '2,"oops,b',
+    )
+    assert letter.message.startswith("CSV quoting error: a quoted field is not closed")
+
+
+def test_two_unclosed_quotes_do_not_join_the_lines_between_them():
+    """The second quote would close the first, but the joined lines are no good record
+    (text after the closing quote): each opening line is its own quoting error."""
+    data = b'1,"abc,x\n2,3,y\n3,"def,z\n4,5,w\n'
+    ids, _, _, dead = records_of(data)
+    assert ids == [f"{SOURCE}:3", f"{SOURCE}:5"]
+    assert [(d.record_id, d.reason) for d in dead] == [
+        (f"{SOURCE}:2", CSV_QUOTING),
+        (f"{SOURCE}:4", CSV_QUOTING),
+    ]
+
+
+def test_joined_lines_with_the_wrong_field_count_are_not_one_record():
+    data = b'1,"a\nb",c,d,e\n2,3,d\n'
+    ids, _, _, dead = records_of(data)
+    # Line 2 opens a quote that line 3 closes, but into 5 fields: line 2 is the bad record, and
+    # line 3 is read on its own (its quote, inside an unquoted field, is text): 4 fields.
+    assert [(d.record_id, d.reason, d.raw) for d in dead] == [
+        (f"{SOURCE}:2", CSV_QUOTING, '1,"a'),
+        (f"{SOURCE}:3", COLUMN_COUNT, 'b",c,d,e'),
+    ]
+    assert ids == [f"{SOURCE}:4"]
+
+
+def test_a_stray_quote_inside_an_unquoted_field_is_text():
+    ids, rows, _, dead = records_of(b"1,5'10\",a\n2,3,b\n")
+    assert dead == [] and ids == [f"{SOURCE}:2", f"{SOURCE}:3"]
+    assert rows[0]["x"] == "5'10\""
+
+
+@pytest.mark.parametrize("bounds", [(3, 1 << 20), (100, 10)])
+def test_a_quoted_field_past_the_bound_is_a_quoting_error_of_its_opening_line(bounds):
+    """With at most 3 lines (or 10 bytes) per record, a field over 4 lines (14 bytes) is given
+    up: its opening line is dead-lettered, the following lines are read as records of their own."""
+    data = b'1,2,"a\nb\nc\nd"\n5,6,e\n'
+    ids, _, _, dead = records_of(data, bounds=bounds)
+    assert [(d.record_id, d.reason) for d in dead][0] == (f"{SOURCE}:2", CSV_QUOTING)
+    assert f"{SOURCE}:6" in ids
+    assert len(ids) + len(dead) == 5  # every line is a record or a dead letter
+    ids, rows, _, dead = records_of(data)  # within the default bounds: one good record
+    assert dead == [] and ids == [f"{SOURCE}:2", f"{SOURCE}:6"]
+    assert rows[0]["c"] == "a\nb\nc\nd"
+
+
+def test_an_unclosed_quote_waits_for_more_data_only_up_to_the_bound():
+    """An unclosed quote on line 2 followed by many quote-free lines: reading goes on in blocks,
+    without holding more than the bound of lines back."""
+    data = b'1,"x,a\n' + b"".join(f"{i},{i},v\n".encode() for i in range(2, 50))
+    blocks = record_blocks(io.BytesIO(data), 4, 3, ",", 2, 16, bounds=(10, 1 << 20))
+    counts = [len(b.ends) for b in blocks]
+    assert sum(counts) == 49 and set(counts[:-1]) == {4}
+
+
+# --------------------------------------------------------------------------- encodings
+
+
+def test_cp1252_text_reads_with_its_encoding_and_is_bad_utf8_without():
+    data = "1,2,café\n2,3,naïve\n".encode("cp1252")
+    ids, rows, raws, dead = records_of(
+        data,
+        DataConfig(encoding="cp1252"),
+    )
+    assert ids == [f"{SOURCE}:2", f"{SOURCE}:3"] and dead == []
+    assert [r["c"] for r in rows] == ["café", "naïve"] and raws == ["1,2,café", "2,3,naïve"]
+    _, _, _, dead = records_of(data)  # read as UTF-8 (the default)
+    assert [d.reason for d in dead] == [BAD_UTF8, BAD_UTF8]
+    assert dead[0].raw == "1,2,caf\\xe9"
+
+
+def test_bytes_the_encoding_cannot_decode_are_a_dead_letter_naming_the_byte():
+    # 0x81 is undefined in cp1252; 0x10 is a control byte that cp1252 decodes.
+    data = b"1,2,caf\xe9\n2,3,x\x81y\n3,4,z\n"
+    ids, _, _, dead = records_of(data, DataConfig(encoding="cp1252"))
+    assert ids == [f"{SOURCE}:2", f"{SOURCE}:4"]
+    [letter] = dead
+    assert (letter.record_id, letter.reason, letter.raw) == (f"{SOURCE}:3", BAD_UTF8, "2,3,x\\x81y")
+    assert letter.message == "byte 0x81 at character 5 is not valid cp1252"
+
+
+def test_utf16_with_bom_and_multi_line_fields():
+    """Newlines are two bytes in UTF-16: records are found after conversion to UTF-8."""
+    text = 'id,x,c\r\n1,2,"é\r\nè"\r\n2,3,ü\r\n'
+    stream = Utf8Stream(io.BytesIO(text.encode("utf-16")), "utf-16", piece_bytes=3)
+    assert parse_header(stream.readline(), SOURCE, ",") == COLUMNS
+    config = DataConfig(encoding="utf-16")
+    [block] = record_blocks(stream, 10, 3, ",", 2, 4)
+    chunk, dead = parse_csv_block(block, COLUMNS, SOURCE, config)
+    assert dead == [] and chunk.record_ids == [f"{SOURCE}:2", f"{SOURCE}:4"]
+    assert chunk.frame["c"].tolist() == ["é\r\nè", "ü"]
+
+
+def test_header_in_another_encoding():
+    stream = Utf8Stream(io.BytesIO("prénom;âge\n".encode("latin-1")), "latin-1")
+    assert parse_header(stream.readline(), SOURCE, ";") == ["prénom", "âge"]
+    stream = Utf8Stream(io.BytesIO(b"id;\x81\n"), "cp1252")
+    with pytest.raises(ValueError, match="cannot read the CSV header as cp1252"):
+        parse_header(stream.readline(), SOURCE, ";", "cp1252")
+
+
+@pytest.mark.parametrize("name", ["utf-8", "UTF8", "cp1252", "latin-1", "utf-16", "shift_jis"])
+def test_encoding_accepts_python_codec_names(name):
+    DataConfig(encoding=name).validate()
+
+
+@pytest.mark.parametrize("name", ["klingon", "base64", ""])
+def test_unknown_or_non_text_encoding_is_a_config_error_naming_the_key(name):
+    with pytest.raises(
+        ConfigError, match=r"data\.encoding must be the name of a Python text codec"
+    ):
+        DataConfig(encoding=name).validate()

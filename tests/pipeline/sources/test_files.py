@@ -26,7 +26,7 @@ from pipeline.core.records import (
 )
 from pipeline.jobs.runner import counters
 from pipeline.sinks.parquet import WriteDeadLetters, WriteTables
-from pipeline.sources.csvfile import line_blocks
+from pipeline.sources.csvfile import record_blocks
 from pipeline.sources.files import ReadRecords, input_columns, input_format, match_inputs
 
 
@@ -196,6 +196,86 @@ def test_read_gzipped_csv(tmp_path):
     assert _run(p)["rows_read"] == 2
 
 
+def _value_c(chunk) -> list[tuple[str, str]]:
+    return [(rid, c) for rid, c in zip(chunk.record_ids, chunk.frame["c"], strict=True)]
+
+
+def test_multi_line_quoted_fields_are_one_record_each_and_rows_read_counts_records(tmp_path):
+    """500 records, 10 of them with a newline inside a quoted field (510 physical lines)."""
+    lines, expected, number = ["id,x,c\n"], [], 2
+    for i in range(500):
+        value = f"note {i}\nsecond line, with a comma" if i % 50 == 7 else f"v{i}"
+        lines.append(f'{i},{i * 0.5},"{value}"\n' if "\n" in value else f"{i},{i * 0.5},{value}\n")
+        expected.append((f"{i}", value))
+        number += 1 + value.count("\n")
+    path = _write_csv(tmp_path / "m.csv", "".join(lines))
+    assert "".join(lines).count("\n") == 511  # the header, 500 records, 10 inner newlines
+    p = BeamTestPipeline()
+    read = p | ReadRecords(path, DataConfig(id_column="id", chunk_rows=64))
+    assert_that(read.records | beam.FlatMap(_value_c), equal_to(expected), label="records")
+    assert_that(read[DEAD], equal_to([]), label="dead")
+    metrics = _run(p)
+    assert metrics["rows_read"] == 500
+    assert metrics.get("rows_dead_lettered", 0) == 0
+
+
+def test_multi_line_record_ids_name_the_first_line(tmp_path):
+    path = _write_csv(tmp_path / "m.csv", 'x,c\n1,"a\nb"\n2,"c\n\nd"\n3,e\n')
+    with BeamTestPipeline() as p:
+        ids = (p | ReadRecords(path, DataConfig())).records | beam.FlatMap(_ids)
+        assert_that(ids, equal_to([f"{path}:2", f"{path}:4", f"{path}:7"]))
+
+
+def _cp1252_file(tmp_path) -> str:
+    path = tmp_path / "w.csv"
+    path.write_bytes("id,prénom,c\n1,José,café\n2,Zoë,thé\n".encode("cp1252"))
+    return str(path)
+
+
+def test_cp1252_file_reads_with_data_encoding(tmp_path):
+    path = _cp1252_file(tmp_path)
+    config = DataConfig(encoding="cp1252")
+    assert input_columns(path, config) == ["id", "prénom", "c"]
+    p = BeamTestPipeline()
+    read = p | ReadRecords(path, config)
+    assert_that(
+        read.records | beam.FlatMap(_rows),
+        equal_to(
+            [
+                (f"{path}:2", "1,José,café", (("c", "café"), ("id", "1"), ("prénom", "José"))),
+                (f"{path}:3", "2,Zoë,thé", (("c", "thé"), ("id", "2"), ("prénom", "Zoë"))),
+            ]
+        ),
+        label="records",
+    )
+    assert_that(read[DEAD], equal_to([]), label="dead")
+    assert _run(p)["rows_read"] == 2
+
+
+def test_cp1252_file_read_as_utf8_is_an_unreadable_header(tmp_path):
+    """Without data.encoding the header itself is not UTF-8: one dead letter naming the file."""
+    path = _cp1252_file(tmp_path)
+    with pytest.raises(ValueError, match="cannot read the CSV header as utf-8"):
+        input_columns(path, DataConfig())
+
+
+def test_cp1252_rows_read_as_utf8_are_bad_utf8_dead_letters(tmp_path):
+    path = tmp_path / "w.csv"
+    path.write_bytes("id,c\n1,café\n2,tea\n".encode("cp1252"))
+    p = BeamTestPipeline()
+    read = p | ReadRecords(str(path), DataConfig())
+    assert_that(read.records | beam.FlatMap(_ids), equal_to([f"{path}:3"]), label="ids")
+    assert_that(read[DEAD] | beam.Map(_reason), equal_to([(str(path), "bad_utf8")]), label="dead")
+    assert _run(p)["rows_read"] == 2
+
+
+def test_utf8_bom_is_still_skipped_on_the_header(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes("\ufeffid,c\n1,é\n".encode())
+    assert input_columns(str(path), DataConfig()) == ["id", "c"]
+    assert input_columns(str(path), DataConfig(encoding="utf-8-sig")) == ["id", "c"]
+
+
 def test_read_parquet(tmp_path):
     path = str(tmp_path / "t.parquet")
     table = pa.table({"id": [10, None, 12], "x": [1.5, 2.5, None], "c": ["a", "b", None]})
@@ -355,15 +435,13 @@ def test_small_file_helpers_round_trip(tmp_path):
 
 @pytest.mark.parametrize("piece_bytes", [1, 7, 1 << 20])
 @pytest.mark.parametrize("tail", [b"", b"\n", b"\r\n"])
-def test_line_blocks_cut_whole_lines_in_blocks_whatever_the_read_size(piece_bytes, tail):
+def test_record_blocks_cut_whole_lines_in_blocks_whatever_the_read_size(piece_bytes, tail):
     lines = [b"a,1\n", b"\n", b"bb,22\r\n", b"ccc,333\n", b"d,4" + tail]
     handle = io.BytesIO(b"".join(lines))
-    blocks = list(line_blocks(handle, size=2, first_number=2, piece_bytes=piece_bytes))
-    assert [b.first_number for b in blocks] == [2, 4, 6]
-    assert [len(b.ends) for b in blocks] == [2, 2, 1]
-    assert [line for b in blocks for _, line in b.lines()] == lines
-    assert [n for b in blocks for n, _ in b.lines()] == [2, 3, 4, 5, 6]
+    blocks = list(record_blocks(handle, size=2, width=2, first_number=2, piece_bytes=piece_bytes))
+    assert [b.numbers.tolist() for b in blocks] == [[2, 3], [4, 5], [6]]
+    assert [line for b in blocks for _, line in b.records()] == lines
 
 
-def test_line_blocks_of_an_empty_file():
-    assert list(line_blocks(io.BytesIO(b""), size=4)) == []
+def test_record_blocks_of_an_empty_file():
+    assert list(record_blocks(io.BytesIO(b""), size=4, width=2)) == []
