@@ -7,6 +7,7 @@ YAML files are applied on top of these defaults, then `--set section.key=value` 
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass, field
 
 DATA_KINDS = ("tabular", "image")
@@ -32,6 +33,7 @@ class DataConfig:
     column_names: tuple[str, ...] | None = None
     csv_has_header: bool = True
     csv_delimiter: str = ","
+    encoding: str = "utf-8"
     categorical_columns: tuple[str, ...] = ()
     numeric_columns: tuple[str, ...] = ()
     numeric_scaling: str = "std"
@@ -48,6 +50,7 @@ class DataConfig:
             raise ConfigError(
                 f"data.csv_delimiter must be one character. Received: {self.csv_delimiter!r}"
             )
+        _check_text_encoding("data.encoding", self.encoding)
         if not self.csv_has_header and not self.column_names:
             raise ConfigError("data.column_names is required when data.csv_has_header is false")
         both = set(self.categorical_columns) & set(self.numeric_columns)
@@ -56,6 +59,20 @@ class DataConfig:
                 f"columns cannot be both categorical and numeric: {sorted(both)} "
                 "(data.categorical_columns, data.numeric_columns)"
             )
+
+
+def _check_text_encoding(key: str, name: str) -> None:
+    """`name` must be a Python text codec (utf-8, cp1252, latin-1, utf-16, ...)."""
+    try:
+        info = codecs.lookup(name)
+    except (LookupError, TypeError):
+        info = None
+    # A bytes-to-bytes codec (base64, zlib) is found by lookup but decodes no text.
+    if info is None or not getattr(info, "_is_text_encoding", True):
+        raise ConfigError(
+            f"{key} must be the name of a Python text codec (e.g. utf-8, cp1252, latin-1). "
+            f"Received: {name!r}"
+        )
 
 
 @dataclass(frozen=True)
@@ -70,6 +87,8 @@ class SchemaConfig:
     drift_js_threshold: float = 0.1
     drift_linf_threshold: float = 0.1
     on_drift: str = "warn"
+    drift_p_value: float = 0.001
+    identifier_distinct_share: float = 0.2
 
     def validate(self) -> None:
         _check_choice("schema.on_anomaly", self.on_anomaly, ON_ANOMALY)
@@ -87,6 +106,10 @@ class SchemaConfig:
             )
         _check_fraction(
             "schema.validation_sample_rate", self.validation_sample_rate, allow_one=True
+        )
+        _check_fraction("schema.drift_p_value", self.drift_p_value)
+        _check_fraction(
+            "schema.identifier_distinct_share", self.identifier_distinct_share, allow_one=True
         )
 
 
