@@ -22,6 +22,7 @@ def test_running_backend(backend):
     assert backend == os.environ.get("KERAS_BACKEND", "tensorflow")
 
 
+@pytest.mark.slow  # the whole vae_model suite again, on JAX (minutes)
 @pytest.mark.skipif(BACKEND == "jax", reason="this session already runs on JAX")
 def test_suite_passes_on_jax_backend_subprocess():
     env = {
