@@ -1,9 +1,11 @@
 """Re-running `vaepipe score`, killing it mid-run, and where its outputs may land.
 
-Outputs are staged under `OUT/.staging-<id>/` and moved into place when the job succeeds, so:
+Outputs are staged under `OUT/.staging-<id>/` and published when the job succeeds (the run
+folder `OUT/_runs/<id>/`, then the pointer `OUT/CURRENT`, then the copies `OUT/flags` ...), so:
 a finished run re-run gives the same records; a run killed (SIGKILL) while writing leaves the
-final outputs as they were (an earlier run's, or none); the next run removes the killed run's
-staging folder (one job per output folder at a time); nothing is written outside OUT.
+published outputs as they were (an earlier run's, or none) and its lease `OUT/.lease.json`,
+which the next run takes over (the killed process is gone) before it removes the killed run's
+staging folder; nothing is written outside OUT.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pipeline.cli import main
 from pipeline.cli.demo_data import synthetic_table
 from pipeline.jobs.score import DEAD_LETTER, SUMMARY
 from pipeline.scoring.outputs import CODES, FLAGS
-from pipeline.sinks.publish import publish
+from pipeline.sinks.publish import CURRENT, LEASE_FILE, RUNS, publish
 
 TABLES = (FLAGS, CODES, DEAD_LETTER)
 BIG_ROWS = 200_000
@@ -68,8 +70,13 @@ def file_digests(root: Path) -> dict[str, str]:
 
 
 def final_outputs(out: Path) -> dict[str, str]:
-    """Digests of the published outputs: everything but staging folders."""
-    return {k: v for k, v in file_digests(out).items() if not k.startswith(".staging-")}
+    """Digests of the published outputs: everything but staging folders and the lease (a
+    killed job leaves its lease; the next job takes it over)."""
+    return {
+        k: v
+        for k, v in file_digests(out).items()
+        if not k.startswith(".staging-") and k != LEASE_FILE
+    }
 
 
 def staging_folders(out: Path) -> list[Path]:
@@ -130,7 +137,9 @@ def test_rerunning_a_finished_job_gives_the_same_records(model_dir, data_dir, tm
     second = all_records(out)
 
     assert_same_records(first, second)
-    assert json.loads((out / SUMMARY).read_text()) == summary
+    rerun = json.loads((out / SUMMARY).read_text())
+    assert rerun.pop("run_id") != summary.pop("run_id")  # each run is published as its own
+    assert rerun == summary
     assert len(second[FLAGS]) == summary["rows_scored"] == 300
     assert len(second[DEAD_LETTER]) == summary["rows_dead_lettered"] == 3
     for name in TABLES:
@@ -189,22 +198,26 @@ def test_stale_staging_folders_are_removed_and_nothing_else(model_dir, data_dir,
     assert len(sorted_records(out, FLAGS)) == 50
 
 
-def test_a_publish_that_fails_midway_leaves_no_summary(tmp_path):
-    """summary.json marks a complete set of outputs: it is removed first and published last,
-    so outputs replaced only in part are never taken for a finished run."""
+def test_a_publish_that_cannot_complete_changes_nothing_published(tmp_path):
+    """A publish is a run folder plus one pointer switched last: a staging folder that lacks
+    an output is refused before anything published changes (the old contract removed the
+    summary first and could leave old and new outputs mixed)."""
     out, staging = tmp_path / "out", tmp_path / "out" / ".staging-abc"
     for folder in (out, staging):
         (folder / FLAGS).mkdir(parents=True)
         (folder / FLAGS / "part.parquet").write_text(folder.name)
         (folder / SUMMARY).write_text(json.dumps({"run": folder.name}))
-    with pytest.raises(Exception, match="(?i)rename"):
+    with pytest.raises(FileNotFoundError, match="codes"):
         publish(str(staging), str(out), (FLAGS, CODES, SUMMARY), last=SUMMARY)  # no staged codes/
-    assert not (out / SUMMARY).exists()
+    assert json.loads((out / SUMMARY).read_text()) == {"run": "out"}
+    assert (out / FLAGS / "part.parquet").read_text() == "out"
     publish_ok = tmp_path / "ok"
     (publish_ok / ".staging-def" / FLAGS).mkdir(parents=True)
     (publish_ok / ".staging-def" / SUMMARY).write_text("{}")
     publish(str(publish_ok / ".staging-def"), str(publish_ok), (SUMMARY, FLAGS), last=SUMMARY)
-    assert sorted(p.name for p in publish_ok.iterdir()) == [FLAGS, SUMMARY]
+    assert sorted(p.name for p in publish_ok.iterdir()) == [CURRENT, RUNS, FLAGS, SUMMARY]
+    assert (publish_ok / CURRENT).read_text() == "def\n"
+    assert sorted(p.name for p in (publish_ok / RUNS / "def").iterdir()) == [FLAGS, SUMMARY]
 
 
 # ------------------------------------------------------------------ where outputs land

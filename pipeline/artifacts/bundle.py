@@ -9,6 +9,9 @@
       calibration_scores.npy  sorted calibration scores (p-values), loaded with allow_pickle=False
       config.yaml          the resolved config of the training run
       training_report.json per-epoch ELBO terms, rows per split
+      record_columns.json  (optional; tables) the input's id column and modelled columns in input
+                           order with the type each decodes to; bundles without it decode
+                           numbers first, then categories, ids as record_id
       manifest.json        data kind, package versions and a SHA-256 of every part (written last)
 
 Loading checks the manifest: a missing part, a part whose hash changed, or a bundle from an
@@ -33,6 +36,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
 from pipeline.core.errors import BundleError
 from pipeline.core.fs import read_bytes, read_text, write_bytes, write_text
+from pipeline.core.records import CATEGORICAL, INT_CATEGORICAL
 from pipeline.kinds import Encoding, load_encoding
 
 FORMAT_VERSION = 1
@@ -44,6 +48,7 @@ CALIBRATION_FILE = "calibration.json"
 SCORES_FILE = "calibration_scores.npy"
 CONFIG_FILE = "config.yaml"
 REPORT_FILE = "training_report.json"
+COLUMNS_FILE = "record_columns.json"
 MANIFEST_FILE = "manifest.json"
 PARTS = (
     MODEL_FILE,
@@ -55,6 +60,11 @@ PARTS = (
     CONFIG_FILE,
     REPORT_FILE,
 )
+# Parts a bundle may have: hashed into the manifest when present, loaded when the manifest
+# names them (older bundles lack them).
+OPTIONAL_PARTS = (COLUMNS_FILE,)
+# The types decoded table columns come back as.
+INT64, FLOAT64, STRING = "int64", "float64", "string"
 _PACKAGES = ("vaepipe", "keras", "tensorflow", "apache-beam", "tensorflow-data-validation")
 
 
@@ -79,6 +89,51 @@ class Calibration:
         return cls(**data)
 
 
+@dataclass(frozen=True)
+class RecordColumns:
+    """A table's columns as decoded records give them back: the id column's name (None: the
+    ids were `<file>:<line>`, decoded as `record_id`) and the modelled columns in input order,
+    each with the type it decodes to (`int64` for numbers that were all integers in training
+    and integer categories, `float64` for other numbers, `string` for categories)."""
+
+    id_column: str | None
+    columns: tuple[tuple[str, str], ...]
+
+    def to_json(self) -> str:
+        data = {"id_column": self.id_column, "columns": [list(c) for c in self.columns]}
+        return json.dumps(data, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> RecordColumns:
+        data = json.loads(text)
+        return cls(data["id_column"], tuple((str(n), str(t)) for n, t in data["columns"]))
+
+
+def record_columns(profiles: Any, kinds: dict[str, str], id_column: str | None) -> RecordColumns:
+    """The COLUMNS_FILE part from training's column profiles and kinds.
+
+    `profiles`: `pipeline.features.column_types.ProfileColumns`' output, a mapping of column
+    name -> ColumnProfile in the order the columns were first read (the input's order; the id
+    column is not among them). Modelled columns the profiles lack (a curated schema may name
+    them) come last, sorted.
+    """
+    order = [name for name in profiles if name in kinds]
+    order += sorted(name for name in kinds if name not in profiles)
+    return RecordColumns(
+        id_column, tuple((n, _decoded_type(kinds[n], profiles.get(n))) for n in order)
+    )
+
+
+def _decoded_type(kind: str, profile: Any) -> str:
+    if kind == INT_CATEGORICAL:
+        return INT64
+    if kind == CATEGORICAL:
+        return STRING
+    whole = profile is not None and profile.present > 0
+    whole = whole and profile.non_numeric == 0 and profile.non_integer == 0
+    return INT64 if whole else FLOAT64
+
+
 @dataclass
 class Bundle:
     """A loaded, verified model bundle."""
@@ -91,6 +146,7 @@ class Bundle:
     calibration: Calibration
     calibration_scores: np.ndarray
     manifest: dict
+    columns: RecordColumns | None = None  # None for bundles written before COLUMNS_FILE
 
 
 def package_versions() -> dict[str, str]:
@@ -119,10 +175,16 @@ def write_manifest(directory: str, data_kind: str) -> dict:
         "format_version": FORMAT_VERSION,
         "data_kind": data_kind,
         "versions": package_versions(),
-        "sha256": {name: _sha256(os.path.join(directory, name)) for name in PARTS},
+        "sha256": {name: _sha256(os.path.join(directory, name)) for name in parts_in(directory)},
     }
     write_text(os.path.join(directory, MANIFEST_FILE), json.dumps(manifest, indent=1))
     return manifest
+
+
+def parts_in(directory: str) -> list[str]:
+    """The parts a bundle being written has: every one of PARTS, and the optional ones there."""
+    optional = [n for n in OPTIONAL_PARTS if FileSystems.exists(os.path.join(directory, n))]
+    return [*PARTS, *optional]
 
 
 def load_bundle(directory: str, load_model: bool = True) -> Bundle:
@@ -140,8 +202,14 @@ def load_bundle(directory: str, load_model: bool = True) -> Bundle:
         read_bytes(os.path.join(directory, STATISTICS_FILE))
     )
     _check_consistent(encoding, schema, calibration)
+    columns = None
+    if COLUMNS_FILE in manifest["sha256"]:
+        columns = RecordColumns.from_json(read_text(os.path.join(directory, COLUMNS_FILE)))
+        _check_columns(columns, encoding)
     model = _load_model(os.path.join(directory, MODEL_FILE)) if load_model else None
-    return Bundle(directory, model, encoding, schema, statistics, calibration, scores, manifest)
+    return Bundle(
+        directory, model, encoding, schema, statistics, calibration, scores, manifest, columns
+    )
 
 
 def write_bundle(model: Any, model_dir: str, parts: dict[str, bytes], data_kind: str, local: str):
@@ -156,6 +224,9 @@ def write_bundle(model: Any, model_dir: str, parts: dict[str, bytes], data_kind:
     manifest_path = os.path.join(model_dir, MANIFEST_FILE)
     if FileSystems.exists(manifest_path):
         FileSystems.delete([manifest_path])
+    for name in OPTIONAL_PARTS:
+        if name not in parts and FileSystems.exists(os.path.join(model_dir, name)):
+            FileSystems.delete([os.path.join(model_dir, name)])
     with open(local_model, "rb") as handle:
         write_part(model_dir, MODEL_FILE, handle.read())
     for name, data in parts.items():
@@ -204,10 +275,24 @@ def _check_consistent(encoding: Encoding, schema, calibration: Calibration) -> N
         )
 
 
+def _check_columns(columns: RecordColumns, encoding: Encoding) -> None:
+    names = sorted(n for n, _ in columns.columns)
+    if names != sorted(encoding.columns):
+        raise BundleError(
+            f"bundle is inconsistent: {COLUMNS_FILE} lists columns {names} but the encoding "
+            f"models {sorted(encoding.columns)}"
+        )
+    bad = sorted({t for _, t in columns.columns} - {INT64, FLOAT64, STRING})
+    if bad:
+        raise BundleError(f"bundle is inconsistent: {COLUMNS_FILE} has unknown types {bad}")
+
+
 def _load_model(path: str) -> Any:
     import keras
 
-    import vae_model  # noqa: F401  registers the VAE class for deserialisation
+    # The module itself: `vae_model` loads its names lazily, and only importing the model
+    # module registers the VAE class for deserialisation.
+    import vae_model.model  # noqa: F401
 
     if path.startswith("gs://"):  # Keras loads local files: copy the verified part first
         local = os.path.join(tempfile.mkdtemp(prefix="vaepipe-"), MODEL_FILE)

@@ -16,10 +16,16 @@ __all__ = ["cmd_decode", "cmd_demo", "cmd_run", "cmd_score", "cmd_train", "cmd_v
 
 
 def cmd_train(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
-    from pipeline.jobs.settings import training_config
+    from pipeline.jobs.settings import check_model_settings, training_config
     from pipeline.jobs.train import train
+    from pipeline.jobs.validate import check_output_dir, check_training_inputs
 
-    train(args.input, args.output, training_config(args.config, args.set), beam_args)
+    config = training_config(args.config, args.set)
+    # Before the data job: a bad setting or input is one line, not a failure minutes later.
+    check_model_settings(config)
+    check_output_dir(args.output)
+    check_training_inputs(args.input, config)
+    train(args.input, args.output, config, beam_args)
     return 0
 
 
@@ -34,8 +40,10 @@ def cmd_score(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
 
 def cmd_decode(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     from pipeline.jobs.decode import decode
+    from pipeline.jobs.settings import model_config
 
-    decode(args.model, args.input, args.output, beam_args)
+    config = model_config(args.model, args.config, args.set)
+    decode(args.model, args.input, args.output, beam_args, config=config)
     return 0
 
 

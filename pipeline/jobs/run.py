@@ -19,9 +19,15 @@ from apache_beam.runners.runner import PipelineResult
 from configs import ConfigError, VaepipeConfig, save_config
 from pipeline.artifacts.bundle import MANIFEST_FILE, load_bundle
 from pipeline.jobs.score import CONFIG, build_score_pipeline, score
-from pipeline.jobs.settings import model_config, training_config
+from pipeline.jobs.settings import check_model_settings, model_config, training_config
 from pipeline.jobs.train import train
-from pipeline.jobs.validate import ValidationFailed, check_inputs, validate_batch
+from pipeline.jobs.validate import (
+    ValidationFailed,
+    check_inputs,
+    check_output_dir,
+    check_training_inputs,
+    validate_batch,
+)
 from pipeline.sinks.bigquery import BigQueryOutput
 
 PLACEHOLDER = "{partition}"
@@ -49,6 +55,7 @@ def run_partition(args: RunRequest, beam_args: Sequence[str]) -> PipelineResult 
     """The scheduled job for one partition: train if there is no model (or --retrain), then
     validate and score. Returns the started job with --no-wait, else None."""
     settings = training_config(args.config, args.set)  # the command line's, never the bundle's
+    check_model_settings(settings)
     partition = resolve_partition(args.partition or settings.data.partition)
     query = with_partition(settings.data.bigquery_query, partition)
     input_pattern = with_partition(args.input, partition)
@@ -58,11 +65,13 @@ def run_partition(args: RunRequest, beam_args: Sequence[str]) -> PipelineResult 
     if args.bigquery_output:
         tables = BigQueryOutput.for_partition(args.bigquery_output, partition)
     has_model = FileSystems.exists(os.path.join(model_dir, MANIFEST_FILE))
+    check_output_dir(scores_dir, model_dir)  # OUTPUT/model is the default: scores sit beside it
     if args.no_wait:
         _check_can_start(args, has_model, tables)
     elif args.retrain or not has_model:
         print("no model bundle yet: training" if not has_model else "--retrain: training")
         train_input = with_partition(args.train_input, partition) or input_pattern
+        check_training_inputs(train_input, settings)
         train(train_input, model_dir, _for_run(settings, partition, query), beam_args)
     else:
         print(f"using the model bundle in {model_dir}")
@@ -139,9 +148,7 @@ def start_scoring(
     return result
 
 
-def _check_can_start(
-    args: RunRequest, has_model: bool, tables: BigQueryOutput | None
-) -> None:
+def _check_can_start(args: RunRequest, has_model: bool, tables: BigQueryOutput | None) -> None:
     if args.retrain or not has_model:
         raise ConfigError(
             "--no-wait starts one scoring job and cannot train (training waits for the data "

@@ -24,7 +24,7 @@ from configs import VaepipeConfig, save_config
 from pipeline import kinds
 from pipeline.artifacts.bundle import Bundle, load_bundle
 from pipeline.core import metrics
-from pipeline.core.fs import write_text
+from pipeline.core.fs import exists, read_text, write_text
 from pipeline.core.records import DEAD
 from pipeline.features.encode import encode_chunk
 from pipeline.features.validation import (
@@ -35,16 +35,31 @@ from pipeline.features.validation import (
     read_report,
 )
 from pipeline.jobs.runner import run_pipeline
-from pipeline.jobs.validate import ValidationFailed, check_inputs
+from pipeline.jobs.validate import (
+    DRY_RUN_NOTE,
+    ValidationFailed,
+    check_inputs,
+    check_output_dir,
+    is_dry_run,
+)
 from pipeline.scoring.handler import BundleModelHandler
 from pipeline.scoring.outputs import CODES, FLAGS, OutputContext, ToOutputs
 from pipeline.sinks.bigquery import BigQueryOutput
 from pipeline.sinks.parquet import WriteDeadLetters, WriteTables, dead_letter_schema
-from pipeline.sinks.publish import new_staging, publish, remove_stale_staging
+from pipeline.sinks.publish import (
+    STAGING_PREFIX,
+    OutputLease,
+    new_run_id,
+    new_staging,
+    publish,
+    remove_stale_staging,
+)
 
 DEAD_LETTER = "dead_letter"
 SUMMARY = "summary.json"
 CONFIG = "config.yaml"
+DUPLICATES = "duplicate_ids.json"  # written by the job into staging, read into the summary
+DUPLICATE_EXAMPLES = 5  # record ids seen more than once, shown in the summary and warning
 
 __all__ = ["CODES", "CONFIG", "DEAD_LETTER", "FLAGS", "SUMMARY", "ScoreResult", "score"]
 
@@ -59,6 +74,14 @@ class ScoreResult:
     anomalies: list
     drifted_features: list
     flag_rate_alarm: str | None
+    run_id: str | None = None
+    threshold: float | None = None
+    target_fpr: float | None = None
+    threshold_note: str = ""
+    # Record ids scored more than once: {"ids": how many ids, "extra_rows": rows beyond the
+    # first of each, "examples": a few ids}.
+    duplicate_record_ids: dict = dataclasses.field(default_factory=dict)
+    dry_run: bool = False
 
 
 def build_score_pipeline(
@@ -93,6 +116,7 @@ def build_score_pipeline(
         codes_sink = tables.writer(CODES, ctx.codes_schema)
         dead_sink = tables.writer(DEAD_LETTER, dead_letter_schema())
     _ = outputs[FLAGS] | "WriteFlags" >> flags_sink
+    _ = outputs[FLAGS] | "DuplicateIds" >> CountDuplicateIds(os.path.join(staging, DUPLICATES))
     _ = outputs[CODES] | "WriteCodes" >> codes_sink
     _ = (
         (*dead, outputs[DEAD])
@@ -113,14 +137,40 @@ def score(
 ) -> ScoreResult:
     """Run the scoring job; outputs appear under `output_dir` only if it succeeds.
 
-    The driver reads the bundle's metadata only; the model is loaded by the workers.
+    The driver reads the bundle's metadata only; the model is loaded by the workers. The job
+    holds the output folder's lease from before it clears stale staging folders until it has
+    published (`pipeline.sinks.publish`).
     """
+    check_output_dir(output_dir, model_dir)
     bundle = load_bundle(model_dir, load_model=False)
     check_inputs(bundle, input_pattern, config)
-    for stale in remove_stale_staging(output_dir):
-        echo(f"removed {stale}, left by an interrupted run")
-    staging = new_staging(output_dir)
-    echo(f"scoring {input_pattern} with {model_dir}")
+    ctx = OutputContext.from_bundle(bundle, config)
+    if is_dry_run(beam_args, test_pipeline):
+        return _dry_run(input_pattern, output_dir, bundle, config, beam_args, tables, echo)
+    run_id = new_run_id()
+    with OutputLease(output_dir, run_id):
+        for stale in remove_stale_staging(output_dir):
+            echo(f"removed {stale}, left by an interrupted run")
+        staging = new_staging(output_dir, run_id)
+        echo(f"scoring {input_pattern} with {model_dir}")
+        if ctx.threshold != bundle.calibration.threshold:
+            echo(ctx.threshold_note)
+        try:
+            result, report = _run_and_publish(
+                input_pattern, output_dir, bundle, config, staging, ctx, beam_args,
+                test_pipeline, tables,
+            )  # fmt: skip
+        except BaseException:
+            if exists(staging):  # this job's own: no other job runs here while it holds the lease
+                FileSystems.delete([staging])
+            raise
+    _echo_summary(result, report, echo)
+    return result
+
+
+def _run_and_publish(
+    input_pattern, output_dir, bundle, config, staging, ctx, beam_args, test_pipeline, tables
+) -> tuple[ScoreResult, ValidationReport]:
     counts = run_pipeline(
         lambda root: build_score_pipeline(root, input_pattern, bundle, config, staging, tables),
         beam_args,
@@ -129,22 +179,40 @@ def score(
     report = read_report(staging)
     failures = report.failures(config)
     if failures:
-        FileSystems.delete([staging])
         raise ValidationFailed(
             "the batch failed validation (schema.on_anomaly / schema.on_drift = fail); "
             "nothing was written:\n  " + "\n  ".join(failures)
         )
-    result = _result(output_dir, counts, report, bundle, config)
+    run_id = os.path.basename(staging)[len(STAGING_PREFIX) :]
+    duplicates = _read_duplicates(staging)
+    result = _result(output_dir, counts, report, bundle, config, ctx, run_id, duplicates)
     write_text(os.path.join(staging, SUMMARY), json.dumps(result.__dict__, indent=1))
     save_config(config, os.path.join(staging, CONFIG))
     tabled = (FLAGS, CODES, DEAD_LETTER) if tables is None else ()  # BigQuery loads replace own
     publish(staging, output_dir, (*tabled, VALIDATION_REPORT, SUMMARY, CONFIG), last=SUMMARY)
-    _echo_summary(result, report, echo)
-    return result
+    return result, report
 
 
-def _result(output_dir, counts: dict, report: ValidationReport, bundle, config) -> ScoreResult:
+def _dry_run(input_pattern, output_dir, bundle, config, beam_args, tables, echo) -> ScoreResult:
+    """Translate the job (Dataflow --dry_run) with a staging path that is never written, and
+    publish nothing: no job ran, so there is nothing to publish and no lease to hold."""
+    staging = new_staging(output_dir)
+    echo(f"translating the scoring job for {input_pattern} (dry run)")
+    run_pipeline(
+        lambda root: build_score_pipeline(root, input_pattern, bundle, config, staging, tables),
+        beam_args,
+    )
+    if exists(staging):  # a sink that prepared its folder at translation
+        FileSystems.delete([staging])
+    echo(DRY_RUN_NOTE)
+    return ScoreResult(output_dir, 0, 0, 0, 0, [], [], None, dry_run=True)
+
+
+def _result(
+    output_dir, counts: dict, report: ValidationReport, bundle, config, ctx, run_id, duplicates
+) -> ScoreResult:
     scored, flagged = counts.get(metrics.ROWS_SCORED, 0), counts.get(metrics.ROWS_FLAGGED, 0)
+    calibration_flagged = int(np.sum(bundle.calibration_scores > ctx.threshold))
     return ScoreResult(
         output_dir,
         rows_read=counts.get(metrics.ROWS_READ, 0),
@@ -156,11 +224,75 @@ def _result(output_dir, counts: dict, report: ValidationReport, bundle, config) 
         flag_rate_alarm=flag_rate_alarm(
             flagged,
             scored,
-            int(np.sum(bundle.calibration_scores > bundle.calibration.threshold)),
+            calibration_flagged,
             len(bundle.calibration_scores),
             config.scoring.flag_rate_alarm_p,
         ),
+        run_id=run_id,
+        threshold=float(ctx.threshold),
+        target_fpr=config.scoring.target_fpr,
+        threshold_note=ctx.threshold_note,
+        duplicate_record_ids=duplicates,
     )
+
+
+# ------------------------------------------------------------------- duplicate record ids
+
+
+class CountDuplicateIds(beam.PTransform):
+    """Flags tables -> one small JSON file at `path`: how many record ids were scored more
+    than once, the rows beyond the first of each, and a few of them (sorted, so the same
+    batch gives the same examples). A count per id (combined before the shuffle)."""
+
+    def __init__(self, path: str, examples: int = DUPLICATE_EXAMPLES):
+        super().__init__()
+        self._path = path
+        self._examples = examples
+
+    def expand(self, flags):
+        return (
+            flags
+            | "RecordIds" >> beam.FlatMap(_record_ids)
+            | "CountPerId" >> beam.combiners.Count.PerElement()
+            | "SeenTwice" >> beam.Filter(lambda kv: kv[1] > 1)
+            | "Summarise" >> beam.CombineGlobally(_DuplicateSummary(self._examples))
+            | "WriteDuplicates" >> beam.Map(_write_json_file, self._path)
+        )
+
+
+def _record_ids(table) -> list[str]:
+    return table.column("record_id").to_pylist()
+
+
+def _write_json_file(data: dict, path: str) -> None:
+    write_text(path, json.dumps(data))
+
+
+class _DuplicateSummary(beam.CombineFn):
+    """(id, count) pairs -> {"ids", "extra_rows", "examples"}."""
+
+    def __init__(self, examples: int):
+        self._examples = examples
+
+    def create_accumulator(self):
+        return 0, 0, []
+
+    def add_input(self, acc, pair):
+        ids, extra, examples = acc
+        return ids + 1, extra + pair[1] - 1, sorted([*examples, pair[0]])[: self._examples]
+
+    def merge_accumulators(self, accs):
+        accs = list(accs)
+        examples = sorted(e for acc in accs for e in acc[2])[: self._examples]
+        return sum(a[0] for a in accs), sum(a[1] for a in accs), examples
+
+    def extract_output(self, acc):
+        return {"ids": acc[0], "extra_rows": acc[1], "examples": acc[2]}
+
+
+def _read_duplicates(staging: str) -> dict:
+    path = os.path.join(staging, DUPLICATES)
+    return json.loads(read_text(path)) if exists(path) else {}
 
 
 def _echo_summary(
@@ -170,6 +302,13 @@ def _echo_summary(
         echo(f"WARNING {line}")
     if result.flag_rate_alarm:
         echo(f"WARNING {result.flag_rate_alarm}")
+    duplicates = result.duplicate_record_ids
+    if duplicates.get("ids"):
+        echo(
+            f"WARNING {duplicates['ids']} record ids occur more than once in the batch "
+            f"({duplicates['extra_rows']} extra rows, e.g. {duplicates['examples']}): each "
+            "copy was scored; check data.id_column (summary.json: duplicate_record_ids)"
+        )
     balance = (
         "OK" if result.rows_read == result.rows_scored + result.rows_dead_lettered else "MISMATCH"
     )

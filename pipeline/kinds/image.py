@@ -72,7 +72,7 @@ class ImageKind:
         # The run's patch size: attribution needs no retraining.
         return dataclasses.replace(encoding, patch_size=config.image.patch_size)
 
-    def decoded_schema(self, encoding: ImageEncoding) -> pa.Schema:
+    def decoded_schema(self, encoding: ImageEncoding, columns=None) -> pa.Schema:
         return IMAGE_INDEX_SCHEMA
 
     def decoded_table(
@@ -82,6 +82,7 @@ class ImageKind:
         values: np.ndarray,
         output_dir: str,
         config: VaepipeConfig | None = None,
+        columns=None,
     ) -> pa.Table:
         """One PNG file per record under OUT/images/, and the index rows (record_id, image)."""
         frame = encoding.decode(values)

@@ -20,9 +20,12 @@ import pyarrow as pa
 from configs.schema import ScoringConfig, VaepipeConfig
 from pipeline.core import metrics
 from pipeline.core.records import DEAD
+from pipeline.scoring.calibration import threshold_for
 from pipeline.scoring.core import ScoredChunk
 
 CODE_METADATA_KEY = b"vaepipe.code"
+MODEL_FINGERPRINT = "model_sha256"  # in the code metadata: the SHA-256 of the model.keras part
+MODEL_PART = "model.keras"  # pipeline.artifacts.bundle.MODEL_FILE
 FLAGS, CODES = "flags", "codes"
 
 
@@ -118,14 +121,21 @@ def dequantize(code: np.ndarray, scale: np.ndarray, dtype: str) -> np.ndarray:
     return code.astype(np.float32)
 
 
-def codes_schema(latent_dim: int, dtype: str, scale: Sequence[float]) -> pa.Schema:
-    """Codes: record_id + a fixed-size list; the metadata carries what dequantises them.
+def codes_schema(
+    latent_dim: int, dtype: str, scale: Sequence[float], model_sha256: str | None = None
+) -> pa.Schema:
+    """Codes: record_id + a fixed-size list; the metadata carries what dequantises them and
+    the fingerprint of the model that wrote them (the SHA-256 of its model.keras), so that
+    decoding with another model is refused rather than turned into wrong records.
 
     Parquet (pyarrow < 15) cannot store half floats, so float16 codes are stored as their
     uint16 bit patterns; `dequantize` reads them back.
     """
     value_type = {"int8": pa.int8(), "float16": pa.uint16(), "float32": pa.float32()}[dtype]
-    meta = json.dumps({"dtype": dtype, "scale": list(scale), "latent_dim": latent_dim})
+    fields = {"dtype": dtype, "scale": list(scale), "latent_dim": latent_dim}
+    if model_sha256 is not None:
+        fields[MODEL_FINGERPRINT] = model_sha256
+    meta = json.dumps(fields)
     schema = pa.schema([("record_id", pa.string()), ("code", pa.list_(value_type, latent_dim))])
     return schema.with_metadata({CODE_METADATA_KEY: meta.encode()})
 
@@ -163,24 +173,56 @@ class OutputContext:
     scoring: ScoringConfig
     flags_schema: pa.Schema
     codes_schema: pa.Schema
+    # Where the threshold came from: the bundle's, or re-derived for this run's target_fpr.
+    threshold_note: str = ""
 
     @classmethod
     def from_bundle(cls, bundle: Any, config: VaepipeConfig, encoding: Any = None) -> OutputContext:
         scoring, cal = config.scoring, bundle.calibration
         scale = cal.code_scale
         codes = codes_schema(
-            len(scale), scoring.code_dtype, scale if scoring.code_dtype == "int8" else []
+            len(scale),
+            scoring.code_dtype,
+            scale if scoring.code_dtype == "int8" else [],
+            model_fingerprint(bundle),
         )
+        threshold, note = run_threshold(bundle, scoring.target_fpr)
         return cls(
             encoding=encoding if encoding is not None else bundle.encoding,
             calibration_scores=bundle.calibration_scores,
-            threshold=cal.threshold,
+            threshold=threshold,
+            threshold_note=note,
             baseline=np.asarray(cal.feature_baseline),
             code_scale=np.asarray(scale),
             scoring=scoring,
             flags_schema=flags_schema(scoring.top_features, tuple(config.data.exclude_columns)),
             codes_schema=codes,
         )
+
+
+def run_threshold(bundle: Any, target_fpr: float) -> tuple[float, str]:
+    """The threshold for this run's `scoring.target_fpr`, and a note saying where it came from.
+
+    The bundle's threshold when the target is the trained one; else the same quantile rule
+    as training (`calibration.threshold_for`) over the bundle's sorted calibration scores, so
+    a new false-positive target needs no retraining.
+    """
+    cal = bundle.calibration
+    if target_fpr == cal.target_fpr:
+        return float(cal.threshold), f"the model's threshold for scoring.target_fpr {target_fpr}"
+    threshold = threshold_for(np.asarray(bundle.calibration_scores), target_fpr)
+    note = (
+        f"threshold {threshold:.4f} re-derived from the model's {len(bundle.calibration_scores)} "
+        f"calibration scores for scoring.target_fpr {target_fpr} (trained with "
+        f"{cal.target_fpr}: threshold {cal.threshold:.4f})"
+    )
+    return threshold, note
+
+
+def model_fingerprint(bundle: Any) -> str | None:
+    """The SHA-256 of the bundle's model part, from its manifest (None when it has none)."""
+    manifest = getattr(bundle, "manifest", None) or {}
+    return manifest.get("sha256", {}).get(MODEL_PART)
 
 
 def to_outputs(
