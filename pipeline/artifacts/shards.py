@@ -7,7 +7,6 @@ data. Each TFRecord holds one block: a chunk's rows of one split as raw float32 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,8 +16,7 @@ import numpy as np
 
 from configs.schema import TrainConfig
 from pipeline.core.records import EncodedChunk
-
-SPLITS = ("train", "validation", "calibration")
+from pipeline.features.splits import SPLITS, split_mask, split_of  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -44,6 +42,11 @@ class PreparedPaths:
         return os.path.join(self.root, "dead_letter")
 
     @property
+    def columns(self) -> str:
+        """What became of each input column (modelled, left out, and why)."""
+        return os.path.join(self.root, "columns.json")
+
+    @property
     def marker(self) -> str:
         """Written last, holding the fingerprint of what was prepared (for resumed runs)."""
         return os.path.join(self.root, "PREPARED")
@@ -53,23 +56,6 @@ class PreparedPaths:
 
     def shard_pattern(self, split: str) -> str:
         return os.path.join(self.shards(split), "*.tfrecord")
-
-
-def split_of(record_id: str, validation: float, calibration: float, seed: int) -> str:
-    """A record's split, from a hash of its id: stable across runs, runners and workers."""
-    digest = hashlib.blake2b(f"{seed}:{record_id}".encode(), digest_size=8).digest()
-    u = int.from_bytes(digest, "little") / 2**64
-    if u < calibration:
-        return "calibration"
-    if u < calibration + validation:
-        return "validation"
-    return "train"
-
-
-def split_mask(record_ids, split: str, train: TrainConfig) -> np.ndarray:
-    """Which of `record_ids` fall in `split`."""
-    v, c, seed = train.validation_fraction, train.calibration_fraction, train.seed
-    return np.array([split_of(rid, v, c, seed) == split for rid in record_ids], dtype=bool)
 
 
 class WriteShards(beam.PTransform):

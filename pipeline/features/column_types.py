@@ -1,12 +1,18 @@
-"""Decide each column's kind (numeric or categorical) and convert chunks to those types.
+"""Decide each column's kind (numeric, categorical, boolean) and convert chunks to those types.
 
 Kinds are inferred in one global pass over the training data (a Beam CombineFn), because a
 chunk alone can mislead (a column that is empty in one chunk). At scoring time the kinds come
 from the model bundle, and a value that does not fit its column's kind is a dead letter.
+
+Some columns are left out of the model, with a reason (`column_decisions`), because modelling
+them would make every later batch look anomalous: a column that is never observed, a timestamp
+(every later batch lies after the training range), and an identifier or free text (nearly one
+value per row: a vocabulary of training values says nothing about the next batch's values).
 """
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -16,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from configs.schema import DataConfig
+from configs.schema import DataConfig, SchemaConfig
 from pipeline.core import metrics
 from pipeline.core.records import (
     CATEGORICAL,
@@ -30,6 +36,25 @@ from pipeline.core.records import (
 )
 
 STAGE = "type"
+# A column of true/false values in any common spelling (pipeline.core.records has the others).
+BOOLEAN = "boolean"
+# Canonical spellings of a boolean column's two values (its vocabulary, in this order).
+FALSE, TRUE = "false", "true"
+_FALSE_WORDS = frozenset({"false", "f", "no", "n"})
+_TRUE_WORDS = frozenset({"true", "t", "yes", "y"})
+_BOOLEAN_SPELLINGS = {
+    **{w: FALSE for w in _FALSE_WORDS}, **{w: TRUE for w in _TRUE_WORDS}, "0": FALSE, "1": TRUE
+}  # fmt: skip
+# ISO 8601 dates and times: 2024-05-01, 2024-05-01T13:45, 2024-05-01 13:45:07.25+02:00, ...Z
+_ISO_TIMESTAMP = (
+    r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?"
+    r"(?:Z|[+-]\d{2}(?::?\d{2})?)?)?$"
+)
+# The distinct-value sketch: the SKETCH_SIZE smallest 64-bit hashes of a column's values
+# (a "k minimum values" sketch: exact below SKETCH_SIZE values, about 2% error above).
+SKETCH_SIZE = 2048
+# What a decision is called in the training report.
+MODELLED, LEFT_OUT = "modelled", "left out"
 # Tokens read as a missing value in numeric columns: pandas' default NA strings (read_csv's
 # na_values: "-nan", "n/a", "#N/A", "<NA>", ... too) plus "None" and "NAN".
 _MISSING_TOKENS = frozenset(
@@ -46,6 +71,17 @@ class ColumnProfile:
     non_numeric: int = 0
     non_integer: int = 0
     distinct: set = field(default_factory=set)
+    boolean: int = 0  # values spelled as a boolean (true/false, yes/no, 1/0, ...)
+    boolean_words: int = 0  # of which words (not 1/0) or Python bools
+    timestamp: int = 0  # ISO 8601 date/time text, or date/time objects (Parquet)
+    sketch: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+
+    @property
+    def distinct_estimate(self) -> float:
+        """About how many distinct values the column holds (exact below SKETCH_SIZE)."""
+        if len(self.sketch) < SKETCH_SIZE:
+            return float(len(self.sketch))
+        return (SKETCH_SIZE - 1) / ((float(self.sketch[SKETCH_SIZE - 1]) + 1.0) / 2.0**64)
 
 
 class ProfileColumns(beam.CombineFn):
@@ -73,6 +109,10 @@ class ProfileColumns(beam.CombineFn):
                 out.distinct |= prof.distinct
                 if len(out.distinct) > self._cap:
                     out.distinct = set(list(out.distinct)[: self._cap])
+                out.boolean += prof.boolean
+                out.boolean_words += prof.boolean_words
+                out.timestamp += prof.timestamp
+                out.sketch = _merge_sketch(out.sketch, prof.sketch)
         return merged
 
     def extract_output(self, acc):
@@ -82,37 +122,151 @@ class ProfileColumns(beam.CombineFn):
 def _profile_into(prof: ColumnProfile, values: pd.Series, cap: int) -> None:
     numbers, missing = _parse_numbers(values)
     present = ~missing
+    # A column stays a boolean / timestamp candidate only while every value so far was one:
+    # once not, those checks are skipped (most columns pay for them on one chunk only).
+    maybe_boolean = prof.boolean == prof.present
+    maybe_timestamp = prof.timestamp == prof.present
     prof.present += int(present.sum())
-    prof.non_numeric += int(np.isnan(numbers[present]).sum())
+    text_values = np.isnan(numbers[present])
+    prof.non_numeric += int(text_values.sum())
     finite = numbers[present & np.isfinite(numbers)]
     prof.non_integer += int((finite != np.round(finite)).sum())
     if len(prof.distinct) <= cap:
         prof.distinct |= set(values[present].astype(str).unique()[:cap])
+    if not present.any():
+        return
+    observed = values[present]
+    if maybe_boolean:
+        words = _boolean_words(observed)
+        digits = ~text_values & np.isin(numbers[present], (0.0, 1.0))
+        prof.boolean_words += int(words.sum())
+        prof.boolean += int((words | digits).sum())
+    if maybe_timestamp and text_values.any():
+        prof.timestamp += int(_timestamps(observed).sum())
+    # Only text is sketched: numbers are never identifiers here (and hashing them is waste).
+    if text_values.any():
+        prof.sketch = _merge_sketch(prof.sketch, _hashes(observed))
+
+
+def _boolean_words(values: pd.Series) -> np.ndarray:
+    """Which values are Python/NumPy bools or boolean words (any case), not 1/0."""
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    if kind == "boolean":
+        return np.ones(len(values), dtype=bool)
+    if kind not in ("string", "mixed", "mixed-integer"):
+        return np.zeros(len(values), dtype=bool)
+    words = values.astype(str).str.strip().str.lower().isin(_FALSE_WORDS | _TRUE_WORDS)
+    if kind != "string":  # a mix may hold bools among other values (one by one, rare)
+        words |= values.map(lambda v: isinstance(v, bool | np.bool_))
+    return words.to_numpy(dtype=bool)
+
+
+def _timestamps(values: pd.Series) -> np.ndarray:
+    """Which values are dates/times: date or datetime objects, or ISO 8601 text (the shape
+    checked by a regular expression) that pandas reads as a date (so 2024-13-45 is not one)."""
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    if kind in ("datetime", "datetime64", "date"):
+        return np.ones(len(values), dtype=bool)
+    if kind != "string":
+        return values.map(lambda v: isinstance(v, datetime.date)).to_numpy(dtype=bool)
+    text = values.str.strip()
+    shaped = text.str.match(_ISO_TIMESTAMP).to_numpy(dtype=bool)
+    if shaped.any():
+        # The regex fixed the format; pandas (1.5: its ISO 8601 parser) checks the values.
+        parsed = pd.to_datetime(text[shaped], errors="coerce", utc=True)
+        shaped[shaped] = parsed.notna().to_numpy()
+    return shaped
+
+
+def _hashes(values: pd.Series) -> np.ndarray:
+    text = values.astype(str).to_numpy(dtype=object)
+    return np.unique(pd.util.hash_array(text, categorize=False))[:SKETCH_SIZE]
+
+
+def _merge_sketch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.union1d(a, b)[:SKETCH_SIZE].astype(np.uint64)
 
 
 def decide_kinds(
-    profiles: Mapping[str, ColumnProfile], config: DataConfig, int_categorical_max: int
+    profiles: Mapping[str, ColumnProfile],
+    config: DataConfig,
+    int_categorical_max: int,
+    schema: SchemaConfig | None = None,
 ) -> dict[str, str]:
     """Each modelled column's kind from its profile and the config's forced kinds."""
-    kinds = {}
+    decisions = column_decisions(profiles, config, int_categorical_max, schema)
+    return modelled_kinds(decisions)
+
+
+def modelled_kinds(decisions: Mapping[str, dict]) -> dict[str, str]:
+    """The kinds of the modelled columns of `column_decisions`' result."""
+    return {n: d["kind"] for n, d in decisions.items() if d["decision"] == MODELLED}
+
+
+def column_decisions(
+    profiles: Mapping[str, ColumnProfile],
+    config: DataConfig,
+    int_categorical_max: int,
+    schema: SchemaConfig | None = None,
+) -> dict[str, dict]:
+    """What becomes of each column (excluded ones aside): {name: {kind, decision, why}}.
+
+    Forced kinds (data.categorical_columns, data.numeric_columns) win, except for a column
+    that is never observed: there is nothing to model.
+    """
+    schema = schema or SchemaConfig()
+    decisions = {}
     for name, prof in profiles.items():
-        if name in config.exclude_columns:
-            continue
-        if name in config.categorical_columns:
-            kinds[name] = CATEGORICAL
-        elif name in config.numeric_columns or prof.present == 0:
-            kinds[name] = NUMERIC
-        elif prof.non_numeric > 0:
-            kinds[name] = CATEGORICAL
-        elif prof.non_integer == 0 and len(prof.distinct) <= int_categorical_max:
-            kinds[name] = INT_CATEGORICAL
-        else:
-            kinds[name] = NUMERIC
+        if name not in config.exclude_columns:
+            decisions[name] = _decide(name, prof, config, int_categorical_max, schema)
     missing = set(config.categorical_columns) | set(config.numeric_columns)
     missing -= set(profiles)
     if missing:
         raise ValueError(f"columns named in the config are not in the input: {sorted(missing)}")
-    return dict(sorted(kinds.items()))
+    return dict(sorted(decisions.items()))
+
+
+def _decide(
+    name: str, prof: ColumnProfile, config: DataConfig, int_max: int, schema: SchemaConfig
+) -> dict:
+    if prof.present == 0:
+        return _left_out("empty", "no value in any training row: nothing to model")
+    if name in config.categorical_columns:
+        return _modelled(CATEGORICAL, "data.categorical_columns")
+    if name in config.numeric_columns:
+        return _modelled(NUMERIC, "data.numeric_columns")
+    if prof.boolean == prof.present and prof.boolean_words > 0:
+        return _modelled(BOOLEAN, "every value is a boolean spelling (true/false, yes/no, 1/0)")
+    if prof.timestamp == prof.present:
+        return _left_out(
+            "timestamp",
+            "dates/times: every later batch lies after the training range, so a model of "
+            "them would flag whole batches (derive features such as the hour yourself)",
+        )
+    if prof.non_numeric > 0:
+        distinct = prof.distinct_estimate
+        share = schema.identifier_distinct_share
+        if distinct > schema.max_vocabulary and distinct > share * prof.present:
+            return _left_out(
+                "identifier",
+                f"about {distinct:,.0f} distinct values in {prof.present:,} rows (more than "
+                f"schema.max_vocabulary {schema.max_vocabulary} and {share:.0%} of the rows): "
+                "an identifier or free text, whose values later batches do not repeat",
+            )
+        return _modelled(CATEGORICAL, "text values")
+    if prof.non_integer == 0 and len(prof.distinct) <= int_max:
+        return _modelled(
+            INT_CATEGORICAL, f"integers with at most {int_max} values (int_categorical_max_values)"
+        )
+    return _modelled(NUMERIC, "numbers")
+
+
+def _modelled(kind: str, why: str) -> dict:
+    return {"kind": kind, "decision": MODELLED, "why": why}
+
+
+def _left_out(kind: str, why: str) -> dict:
+    return {"kind": kind, "decision": LEFT_OUT, "why": why}
 
 
 def apply_kinds(
@@ -137,6 +291,8 @@ def apply_kinds(
                 dead += chunk.dead_letters(fresh, STAGE, reason, message, field=name)
                 bad[rows] = True
             columns[name] = numbers
+        elif kind == BOOLEAN:
+            columns[name] = to_booleans(values)
         else:
             columns[name] = _to_categories(values, kind)
     for name in exclude:
@@ -221,6 +377,28 @@ def _to_numbers(values: pd.Series) -> tuple[np.ndarray, list[tuple[str, np.ndarr
         problems.append((NON_FINITE, infinite, "value is infinite or out of float64 range"))
     numbers[infinite] = np.nan
     return numbers, problems
+
+
+def to_booleans(values: pd.Series) -> np.ndarray:
+    """A boolean column's values as "false"/"true" (None = missing), from any common spelling:
+    true/false, True/False, TRUE, t/f, yes/no, y/n, 1/0 (and 1.0/0.0), Python bools. Any other
+    value stays as written: an unseen category (the OOV bucket), not an error."""
+    out = _to_categories(values, CATEGORICAL)
+    present = np.array([v is not None for v in out], dtype=bool)
+    if not present.any():
+        return out
+    raw = values[present]
+    is_bool = raw.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy(dtype=bool)
+    text = pd.Series(out[present], dtype=object).str.strip().str.lower()
+    text = text.replace({"1.0": "1", "0.0": "0"})
+    canonical = text.map(_BOOLEAN_SPELLINGS).to_numpy(dtype=object)
+    bools = raw.to_numpy(dtype=object)
+    canonical[is_bool] = [TRUE if bool(v) else FALSE for v in bools[is_bool]]
+    known = np.array([c is not None and c == c for c in canonical], dtype=bool)
+    kept = out[present]
+    kept[known] = canonical[known]
+    out[present] = kept
+    return out
 
 
 def _to_categories(values: pd.Series, kind: str) -> np.ndarray:

@@ -17,6 +17,7 @@ import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
 from pipeline.core.records import CATEGORICAL, INT_CATEGORICAL, NUMERIC, RecordChunk
+from pipeline.features.column_types import BOOLEAN, FALSE, TRUE
 
 # 20 quantile buckets put exact boundaries at the quartiles the encoding needs.
 QUANTILE_BUCKETS = 20
@@ -113,16 +114,33 @@ def infer_schema(
     for feature in schema.feature:
         if kinds.get(feature.name) == INT_CATEGORICAL:
             feature.int_domain.is_categorical = True
-        if feature.HasField("domain") or feature.HasField("string_domain"):
+        if kinds.get(feature.name) == BOOLEAN:
+            _boolean_domain(schema, feature)
+        elif feature.HasField("domain") or feature.HasField("string_domain"):
             feature.distribution_constraints.min_domain_mass = 0.99
     return schema
+
+
+def _boolean_domain(schema: schema_pb2.Schema, feature: schema_pb2.Feature) -> None:
+    """Mark a boolean column with TFDV's bool domain ("false"/"true", the canonical
+    spellings): it validates both values even if training saw one, and says boolean."""
+    if feature.HasField("domain"):
+        kept = [d for d in schema.string_domain if d.name != feature.domain]
+        del schema.string_domain[:]
+        schema.string_domain.extend(kept)
+    feature.ClearField("domain")
+    feature.ClearField("string_domain")
+    feature.bool_domain.true_value = TRUE
+    feature.bool_domain.false_value = FALSE
 
 
 def kinds_from_schema(schema: schema_pb2.Schema) -> dict[str, str]:
     """Column kinds implied by a (curated or inferred) schema."""
     kinds = {}
     for feature in schema.feature:
-        if feature.type == schema_pb2.BYTES:
+        if feature.type == schema_pb2.BYTES and feature.HasField("bool_domain"):
+            kinds[feature.name] = BOOLEAN
+        elif feature.type == schema_pb2.BYTES:
             kinds[feature.name] = CATEGORICAL
         elif feature.type == schema_pb2.INT and feature.int_domain.is_categorical:
             kinds[feature.name] = INT_CATEGORICAL
@@ -132,56 +150,15 @@ def kinds_from_schema(schema: schema_pb2.Schema) -> dict[str, str]:
 
 
 def validate(
-    stats: statistics_pb2.DatasetFeatureStatisticsList,
-    schema: schema_pb2.Schema,
-    previous: statistics_pb2.DatasetFeatureStatisticsList | None = None,
+    stats: statistics_pb2.DatasetFeatureStatisticsList, schema: schema_pb2.Schema
 ) -> anomalies_pb2.Anomalies:
-    """Schema anomalies of a batch's statistics, and drift against `previous` if given."""
-    return tfdv.validate_statistics(stats, schema, previous_statistics=previous)
-
-
-def with_drift_comparators(
-    schema: schema_pb2.Schema,
-    kinds: Mapping[str, str],
-    js: float,
-    linf: float,
-    int_categories_counted: bool = False,
-) -> schema_pb2.Schema:
-    """A copy of `schema` whose modelled features carry TFDV drift comparators.
-
-    Numbers use the Jensen-Shannon divergence of their histograms, categories the
-    L-infinity distance of their value frequencies (TFDV's usual choices). Integer
-    categories are compared by histogram unless their values were counted as categories
-    (`int_categories_counted`, when the statistics were computed with the schema).
-    """
-    out = schema_pb2.Schema()
-    out.CopyFrom(schema)
-    for feature in out.feature:
-        kind = kinds.get(feature.name)
-        if kind == NUMERIC or (kind == INT_CATEGORICAL and not int_categories_counted):
-            feature.drift_comparator.jensen_shannon_divergence.threshold = js
-        elif kind is not None:
-            feature.drift_comparator.infinity_norm.threshold = linf
-    return out
-
-
-def drift_report(anomalies: anomalies_pb2.Anomalies) -> list[dict]:
-    """Every measured drift, one dict per feature: measure, value, threshold, drifted."""
-    rows = []
-    for info in anomalies.drift_skew_info:
-        for measurement in info.drift_measurements:
-            rows.append(
-                {
-                    "feature": ".".join(info.path.step),
-                    "measure": anomalies_pb2.DriftSkewInfo.Measurement.Type.Name(
-                        measurement.type
-                    ).lower(),
-                    "value": round(float(measurement.value), 6),
-                    "threshold": float(measurement.threshold),
-                    "drifted": measurement.value > measurement.threshold,
-                }
-            )
-    return sorted(rows, key=lambda r: -r["value"])
+    """Schema anomalies of a batch's statistics (drift is measured by `features.drift`)."""
+    plain = schema_pb2.Schema()
+    plain.CopyFrom(schema)
+    for feature in plain.feature:  # a curated schema may carry TFDV comparators: not ours
+        feature.ClearField("drift_comparator")
+        feature.ClearField("skew_comparator")
+    return tfdv.validate_statistics(stats, plain)
 
 
 def anomaly_lines(anomalies: anomalies_pb2.Anomalies) -> list[str]:

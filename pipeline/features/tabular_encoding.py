@@ -9,7 +9,8 @@ discrete columns (most values equal), which pushes almost every other value into
 logarithmic range and flattens the differences the model should see; the standard deviation
 does not have that failure (docs/BENCHMARKS.md measures both).
 Categories: a vocabulary of the most frequent training values, plus one out-of-vocabulary (OOV)
-bucket for everything else. Missing values are masked, never imputed as if observed.
+bucket for everything else. Booleans: a category whose vocabulary is always ("false", "true"),
+read from any common spelling. Missing values are masked, never imputed as if observed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from configs.schema import NUMERIC_SCALINGS
 from pipeline.core.records import CATEGORICAL, INT_CATEGORICAL, NUMERIC
+from pipeline.features.column_types import BOOLEAN, FALSE, TRUE
 from pipeline.features.statistics import feature_stats, quantile
 from vae_model.layout import FeatureLayout
 
@@ -42,6 +44,7 @@ class CategoricalSpec:
     name: str
     vocabulary: tuple[str, ...]
     integer: bool = False
+    boolean: bool = False  # vocabulary ("false", "true"), values read by to_booleans
 
     @property
     def cardinality(self) -> int:
@@ -67,7 +70,9 @@ class TabularEncoding:
     def kinds(self) -> dict[str, str]:
         kinds = {s.name: NUMERIC for s in self.numeric}
         for spec in self.categorical:
-            kinds[spec.name] = INT_CATEGORICAL if spec.integer else CATEGORICAL
+            kinds[spec.name] = (
+                BOOLEAN if spec.boolean else INT_CATEGORICAL if spec.integer else CATEGORICAL
+            )
         return kinds
 
     def layout(self) -> FeatureLayout:
@@ -123,7 +128,11 @@ class TabularEncoding:
         return feature_nll - baseline[None, :], self.columns
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1)
+        data = asdict(self)
+        for spec in data["categorical"]:  # non-boolean specs keep the older bundles' form
+            if not spec["boolean"]:
+                del spec["boolean"]
+        return json.dumps(data, indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> TabularEncoding:
@@ -131,7 +140,9 @@ class TabularEncoding:
         return cls(
             numeric=tuple(NumericSpec(**s) for s in data["numeric"]),
             categorical=tuple(
-                CategoricalSpec(s["name"], tuple(s["vocabulary"]), s["integer"])
+                CategoricalSpec(
+                    s["name"], tuple(s["vocabulary"]), s["integer"], s.get("boolean", False)
+                )
                 for s in data["categorical"]
             ),
         )
@@ -161,6 +172,9 @@ def encoding_from_statistics(
         feature = by_name.get(name)
         if kind == NUMERIC:
             numeric.append(_numeric_spec(name, feature, numeric_scaling))
+        elif kind == BOOLEAN:
+            # Both values, even if training saw one: the other is then rare, not unknown.
+            categorical.append(CategoricalSpec(name, (FALSE, TRUE), boolean=True))
         else:
             vocab = _vocabulary(feature, max_vocabulary)
             categorical.append(CategoricalSpec(name, vocab, integer=kind == INT_CATEGORICAL))

@@ -1,9 +1,10 @@
-"""Validation of a scoring batch: schema anomalies and drift (TFDV), and flag-rate alarms.
+"""Validation of a scoring batch: schema anomalies (TFDV), drift, and flag-rate alarms.
 
 The batch's statistics are computed on a branch of the scoring pipeline (sampled by
-`schema.validation_sample_rate`), compared with the model's schema and with the training
-statistics, and written as `validation_report.json`. The driver reads it back and decides,
-by config, whether the job warns or fails.
+`schema.validation_sample_rate`) and checked against the model's schema; its counts per
+training-quantile bin (or category) are compared with the training data's (`features.drift`,
+on every row). Both go to `validation_report.json`; the driver reads it back and decides, by
+config, whether the job warns or fails.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ from scipy.stats import fisher_exact
 
 from configs import VaepipeConfig
 from pipeline.core.fs import read_text, write_bytes, write_text
-from pipeline.features.statistics import (
-    ComputeStatistics,
-    anomaly_lines,
-    drift_report,
-    stats_options,
-    validate,
-    with_drift_comparators,
+from pipeline.features.drift import (
+    SumCounts,
+    count_chunk,
+    drift_rows,
+    reference_counts,
+    references,
 )
+from pipeline.features.statistics import ComputeStatistics, anomaly_lines, stats_options, validate
 
 VALIDATION_REPORT = "validation_report.json"
 STATISTICS = "statistics.pb"
@@ -62,9 +63,10 @@ class ValidationReport:
 
 
 def _drift_line(row: dict) -> str:
+    tested = f", G-test p = {row['p_value']:.1e} on {row['rows']} rows" if "p_value" in row else ""
     return (
         f"drift: {row['feature']} {row['measure']} = {row['value']:.4f} "
-        f"(threshold {row['threshold']})"
+        f"(threshold {row['threshold']}{tested})"
     )
 
 
@@ -80,14 +82,14 @@ class ValidateBatch(beam.PTransform):
         kinds = bundle.encoding.kinds
         s = config.schema
         # Batch statistics must be computed as the training statistics were: with the schema
-        # only if a curated one was given (otherwise integer categories were counted as
-        # integers, and are compared as such).
+        # only if a curated one was given.
         curated = s.schema_file is not None
         self._kinds = kinds
-        self._schema = with_drift_comparators(
-            bundle.schema, kinds, s.drift_js_threshold, s.drift_linf_threshold, curated
-        )
-        self._previous = bundle.statistics
+        self._schema = bundle.schema
+        refs = references(bundle.statistics)
+        self._refs = {name: ref for name, ref in refs.items() if name in kinds}
+        self._reference = reference_counts(bundle.statistics, self._refs)
+        self._drift_settings = (s.drift_js_threshold, s.drift_linf_threshold, s.drift_p_value)
         self._options = stats_options(
             s.max_vocabulary, bundle.schema if curated else None, s.validation_sample_rate
         )
@@ -96,9 +98,21 @@ class ValidateBatch(beam.PTransform):
 
     def expand(self, typed):
         stats = typed | "BatchStatistics" >> ComputeStatistics(self._kinds, self._options)
+        drift = (
+            typed
+            | "DriftCounts" >> beam.Map(count_chunk, self._refs)
+            | "SumDriftCounts" >> beam.CombineGlobally(SumCounts())
+            | "Drift"
+            >> beam.Map(
+                lambda counts, refs, ref, settings: drift_rows(refs, ref, counts, *settings),
+                self._refs,
+                self._reference,
+                self._drift_settings,
+            )
+        )
         _ = (
             stats
-            | "Validate" >> beam.Map(_report, self._schema, self._previous)
+            | "Validate" >> beam.Map(_report, self._schema, beam.pvalue.AsSingleton(drift))
             | "WriteReport"
             >> beam.Map(lambda r, p: write_text(p, r.to_json()), self._path(VALIDATION_REPORT))
         )
@@ -112,9 +126,8 @@ class ValidateBatch(beam.PTransform):
         return os.path.join(self._out_dir, name)
 
 
-def _report(stats, schema, previous) -> ValidationReport:
-    anomalies = validate(stats, schema, previous)
-    return ValidationReport(anomaly_lines(anomalies), drift_report(anomalies))
+def _report(stats, schema, drift: list[dict]) -> ValidationReport:
+    return ValidationReport(anomaly_lines(validate(stats, schema)), drift)
 
 
 def read_report(out_dir: str) -> ValidationReport:

@@ -24,7 +24,13 @@ from configs import ConfigError, VaepipeConfig
 from pipeline.artifacts import bundle as bundle_lib
 from pipeline.artifacts.shards import SPLITS, split_mask
 from pipeline.core.records import DeadLetter, RecordChunk
-from pipeline.features.column_types import ProfileColumns, apply_kinds, decide_kinds
+from pipeline.features.column_types import (
+    ProfileColumns,
+    apply_kinds,
+    column_decisions,
+    modelled_kinds,
+)
+from pipeline.features.drift import count_chunk, references, with_reference
 from pipeline.features.encode import encode_chunk
 from pipeline.features.statistics import (
     infer_schema,
@@ -35,12 +41,15 @@ from pipeline.features.statistics import (
 from pipeline.jobs.train import (
     TrainResult,
     bundle_parts,
+    calibration_quality,
+    check_rows,
+    column_lines,
     curated_schema,
     effective_batch_size,
     fit_model,
     new_model,
 )
-from pipeline.kinds.tabular import check_columns, derive_encoding
+from pipeline.kinds.tabular import check_columns, curated_decisions, derive_encoding
 from pipeline.scoring.calibration import calibrate
 from pipeline.scoring.core import exact_float32_scoring, score_chunk
 from pipeline.scoring.outputs import OutputContext, to_outputs
@@ -87,6 +96,7 @@ class PreparedFrame:
     schema: Any
     splits: dict[str, np.ndarray]
     dead: list[DeadLetter]
+    columns: dict | None = None  # what became of each column (modelled, left out, why)
 
 
 def prepare(data: Data, config: VaepipeConfig) -> PreparedFrame:
@@ -101,9 +111,10 @@ def prepare(data: Data, config: VaepipeConfig) -> PreparedFrame:
         profiles = profile.add_input(profiles, chunk)
     curated = curated_schema(config)
     if curated is not None:
-        kinds = kinds_from_schema(curated)
+        columns = curated_decisions(kinds_from_schema(curated))
     else:
-        kinds = decide_kinds(profiles, config.data, cap)
+        columns = column_decisions(profiles, config.data, cap, config.schema)
+    kinds = modelled_kinds(columns)
     typed_chunks = []
     for chunk in chunks:
         typed, bad = apply_kinds(chunk, kinds, exclude)
@@ -111,15 +122,19 @@ def prepare(data: Data, config: VaepipeConfig) -> PreparedFrame:
         if typed is not None:
             typed_chunks.append(typed)
     typed = concat_chunks(typed_chunks)
+    # As the Beam job: the encoding and statistics from the train split alone.
+    train_part = typed.take(split_mask(typed.record_ids, "train", config.train))
     options = stats_options(config.schema.max_vocabulary, schema=curated)
-    stats = stats_impl.generate_statistics_in_memory(to_record_batch(typed, kinds), options)
+    stats = stats_impl.generate_statistics_in_memory(to_record_batch(train_part, kinds), options)
     encoding = derive_encoding(
         stats, kinds, profiles, config.schema.max_vocabulary, config.data.numeric_scaling
     )
     schema = curated if curated is not None else infer_schema(stats, kinds)
+    refs = references(stats)
+    stats = with_reference(stats, count_chunk(train_part, refs), refs)
     encoded = encode_chunk(typed, encoding, exclude)
     splits = {s: encoded.inputs[split_mask(encoded.record_ids, s, config.train)] for s in SPLITS}
-    return PreparedFrame(encoding, stats, schema, splits, dead)
+    return PreparedFrame(encoding, stats, schema, splits, dead, columns)
 
 
 def train(
@@ -128,11 +143,10 @@ def train(
     """Train on in-memory records and write a model bundle (the same bundle `train` writes)."""
     started = time.time()
     prepared = prepare(data, config)
+    for line in column_lines(prepared.columns):
+        echo(line)
     rows = {split: int(len(v)) for split, v in prepared.splits.items()}
-    if rows["train"] == 0 or rows["calibration"] == 0:
-        raise ValueError(
-            f"not enough rows to train: {rows} (need rows in train and calibration splits)"
-        )
+    check_rows(rows, config)
     encoding, splits = prepared.encoding, prepared.splits
     batch = effective_batch_size(rows["train"], config.train)
     echo(f"training the VAE on {rows['train']} rows ({len(encoding.columns)} features)")
@@ -143,11 +157,16 @@ def train(
             model, splits["train"], splits["validation"], config, rows["train"], batch, work, echo
         )
         calibration, scores = calibrate(model, [splits["calibration"]], config)
+        quality = calibration_quality(scores, calibration.threshold, config)
+        if quality["warning"]:
+            echo(f"WARNING {quality['warning']}")
         report = {
             "history": history,
             "rows": rows,
             "batch_size": batch,
             "seconds": round(time.time() - started, 1),
+            "columns": prepared.columns,
+            "calibration": quality,
         }
         schema, stats = str(prepared.schema).encode(), prepared.statistics.SerializeToString()
         parts = bundle_parts(encoding, schema, stats, calibration, scores, config, report)

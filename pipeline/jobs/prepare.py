@@ -8,6 +8,8 @@ Dataflow. The driver then streams the shards into Keras (memory does not grow wi
 
 from __future__ import annotations
 
+import json
+
 import apache_beam as beam
 from tensorflow_metadata.proto.v0 import schema_pb2
 
@@ -15,7 +17,9 @@ from configs.schema import VaepipeConfig
 from pipeline import kinds
 from pipeline.artifacts.shards import PreparedPaths, WriteShards
 from pipeline.core.fs import write_bytes, write_text
+from pipeline.features.drift import SumCounts, count_chunk, references, with_reference
 from pipeline.features.encode import encode_chunk
+from pipeline.features.splits import train_rows
 from pipeline.features.statistics import infer_schema
 from pipeline.sinks.parquet import WriteDeadLetters
 
@@ -29,7 +33,7 @@ def build_prepare_pipeline(
 ) -> None:
     """Wire the training data job onto `root` (reads `input_pattern`, writes under `paths`)."""
     prepared = kinds.get(config.data.kind).prepare(root, input_pattern, config, curated_schema)
-    _write_artifacts(prepared, curated_schema, paths)
+    _write_artifacts(prepared, curated_schema, paths, config)
     exclude = tuple(config.data.exclude_columns)
     encoding = beam.pvalue.AsSingleton(prepared.encoding)
     encoded = prepared.typed | "Encode" >> beam.Map(encode_chunk, encoding, exclude)
@@ -41,9 +45,9 @@ def build_prepare_pipeline(
     )
 
 
-def _write_artifacts(prepared, curated_schema, paths: PreparedPaths) -> None:
+def _write_artifacts(prepared, curated_schema, paths: PreparedPaths, config) -> None:
     stats = prepared.statistics
-    _ = stats | "WriteStatistics" >> beam.Map(
+    _ = _with_drift_reference(prepared, config) | "WriteStatistics" >> beam.Map(
         lambda s: write_bytes(paths.statistics, s.SerializeToString())
     )
     if curated_schema is None:
@@ -53,4 +57,23 @@ def _write_artifacts(prepared, curated_schema, paths: PreparedPaths) -> None:
     _ = schema | "WriteSchema" >> beam.Map(lambda s: write_text(paths.schema, str(s)))
     _ = prepared.encoding | "WriteEncoding" >> beam.Map(
         lambda e: write_text(paths.encoding, e.to_json())
+    )
+    if prepared.columns is not None:
+        _ = prepared.columns | "WriteColumns" >> beam.Map(
+            lambda c: write_text(paths.columns, json.dumps(c, indent=1))
+        )
+
+
+def _with_drift_reference(prepared, config):
+    """The statistics with the train split's exact counts in each numeric feature's drift
+    bins (its training 20-quantiles), which later batches are compared with."""
+    refs = prepared.statistics | "DriftBins" >> beam.Map(references)
+    counts = (
+        prepared.typed
+        | "DriftTrainSplit" >> beam.FlatMap(train_rows, config.train)
+        | "DriftCounts" >> beam.Map(count_chunk, beam.pvalue.AsSingleton(refs))
+        | "SumDriftCounts" >> beam.CombineGlobally(SumCounts())
+    )
+    return prepared.statistics | "AttachDriftReference" >> beam.Map(
+        with_reference, beam.pvalue.AsSingleton(counts), beam.pvalue.AsSingleton(refs)
     )

@@ -37,6 +37,10 @@ from pipeline.scoring.calibration import calibrate
 
 _LOG = logging.getLogger(__name__)
 MIN_BATCH_SIZE = 16  # the smallest batch train.min_steps_per_epoch may choose
+MIN_CALIBRATION_ROWS = 10  # fewer calibration rows are refused (see check_rows)
+# Input files at most this large are fingerprinted by content too (resumed runs).
+CONTENT_HASH_BYTES = 4 << 20
+MAX_HASHED_FILES = 1000
 
 
 @dataclass(frozen=True)
@@ -67,13 +71,17 @@ def train(
         echo(f"[1/4] resuming: data already prepared for {input_pattern}")
     else:
         _prepare(input_pattern, config, paths, fingerprint, beam_args, test_pipeline, echo)
+    columns = _column_decisions(paths)
+    for line in column_lines(columns):
+        echo(f"      {line}")
     encoding = load_encoding(config.data.kind, read_text(paths.encoding))
     rows = split_rows(paths, encoding.layout().input_dim)
     echo(f"      split {rows}")
-    if rows["train"] == 0 or rows["calibration"] == 0:
-        raise ValueError(
-            f"not enough rows to train: {rows} (need rows in train and calibration splits)"
-        )
+    try:
+        check_rows(rows, config)
+    except ValueError:
+        FileSystems.delete([paths.root])  # useless for any later run: prepare afresh
+        raise
 
     echo(f"[2/4] training the VAE on {rows['train']} rows ({len(encoding.columns)} features)")
     batch_size = effective_batch_size(rows["train"], config.train)
@@ -89,6 +97,9 @@ def train(
     dim = encoding.layout().input_dim
     batches = (b.numpy() for b in shard_dataset(paths.shard_pattern("calibration"), dim, 8192))
     calibration, scores = calibrate(model, batches, config)
+    quality = calibration_quality(scores, calibration.threshold, config)
+    if quality["warning"]:
+        echo(f"WARNING {quality['warning']}")
 
     echo(f"[4/4] writing the model bundle to {model_dir}")
     report = {
@@ -96,6 +107,8 @@ def train(
         "rows": rows,
         "batch_size": batch_size,
         "seconds": round(time.time() - started, 1),
+        "columns": columns,
+        "calibration": quality,
     }
     schema, statistics = read_bytes(paths.schema), read_bytes(paths.statistics)
     parts = bundle_parts(encoding, schema, statistics, calibration, scores, config, report)
@@ -139,9 +152,100 @@ def _prepare(input_pattern, config, paths, fingerprint, beam_args, test_pipeline
 
 
 def _fingerprint(input_pattern: str, config: VaepipeConfig) -> str:
-    """What the prepared data depends on: a resumed run must have asked for the same."""
-    text = json.dumps({"input": input_pattern, "config": to_dict(config)}, sort_keys=True)
+    """What the prepared data depends on: a resumed run must have asked for the same, of the
+    same files (a changed, added or removed input file means preparing afresh)."""
+    text = json.dumps(
+        {"input": input_pattern, "files": input_files(input_pattern), "config": to_dict(config)},
+        sort_keys=True,
+    )
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def input_files(input_pattern: str) -> list[dict]:
+    """The files `input_pattern` matches (a folder: every file below it), each with its size,
+    modification time and, under CONTENT_HASH_BYTES (for the first MAX_HASHED_FILES), the
+    SHA-256 of its content (a rewrite within the clock's resolution keeps size and time)."""
+    if input_pattern.startswith("bq://"):
+        return []  # a table or query: its partition and query are in the config
+    pattern = input_pattern
+    if pattern.endswith("/") or ("://" not in pattern and os.path.isdir(pattern)):
+        pattern = os.path.join(pattern, "**")
+    try:
+        metadata = FileSystems.match([pattern])[0].metadata_list
+    except Exception:  # noqa: BLE001  the job itself reports a pattern that matches nothing
+        return []
+    files = []
+    for m in sorted(metadata, key=lambda m: m.path):
+        entry = {"path": m.path, "size": m.size_in_bytes, "mtime": m.last_updated_in_seconds}
+        if m.size_in_bytes <= CONTENT_HASH_BYTES and len(files) < MAX_HASHED_FILES:
+            entry["sha256"] = hashlib.sha256(read_bytes(m.path)).hexdigest()
+        files.append(entry)
+    return files
+
+
+def check_rows(rows: dict, config: VaepipeConfig) -> None:
+    """Refuse a training set too small to train on or to set a threshold with.
+
+    The threshold is a quantile of the calibration scores: below MIN_CALIBRATION_ROWS it is
+    one of a handful of scores, and the false-positive rate it gives is anyone's guess (one
+    calibration row put the threshold at that row's score: 76% of normal records flagged)."""
+    fraction = config.train.calibration_fraction
+    if rows["train"] == 0 or rows["calibration"] < MIN_CALIBRATION_ROWS:
+        needed = math.ceil(MIN_CALIBRATION_ROWS / fraction)
+        wanted = math.ceil(10 / config.scoring.target_fpr / fraction)
+        raise ValueError(
+            f"not enough rows to train: {rows}. The threshold needs at least "
+            f"{MIN_CALIBRATION_ROWS} calibration rows (train.calibration_fraction {fraction}): "
+            f"give at least {needed} rows, and about {wanted} for the threshold to resolve "
+            f"scoring.target_fpr {config.scoring.target_fpr} (10 calibration scores above it)"
+        )
+
+
+def calibration_quality(scores: np.ndarray, threshold: float, config: VaepipeConfig) -> dict:
+    """How well `n` calibration scores pin down the false-positive rate of the threshold.
+
+    With m = floor(n * target) scores above it, the threshold sits at about the (m+1)-th
+    largest calibration score, and the share of normal records scoring above that order
+    statistic is Beta(m + 1, n - m) distributed: its mean and 90% interval are reported.
+    p-values step by 1/n. Fewer than 10 scores above the threshold is warned about."""
+    from scipy.stats import beta
+
+    n, target = len(scores), config.scoring.target_fpr
+    m = min(int(math.floor(n * target)), n - 1)
+    low, high = (float(v) for v in beta.ppf([0.05, 0.95], m + 1, n - m))
+    quality = {
+        "rows": n,
+        "target_fpr": target,
+        "scores_above_threshold": int(np.sum(scores > threshold)),
+        "p_value_resolution": 1.0 / n,
+        "expected_fpr": (m + 1) / (n + 1),
+        "fpr_90_interval": [round(low, 6), round(high, 6)],
+        "warning": None,
+    }
+    if n * target < 10:
+        wanted = math.ceil(10 / target / config.train.calibration_fraction)
+        quality["warning"] = (
+            f"the threshold rests on {n} calibration rows ({n * target:.1f} expected above "
+            f"it): the realised false-positive rate for target {target} is {low:.2%} to "
+            f"{high:.2%} (90% interval), and p-values step by 1/{n} = {1 / n:.3g}. "
+            f"Train on about {wanted} rows for a reliable threshold"
+        )
+    return quality
+
+
+def column_lines(columns: dict | None) -> list[str]:
+    """One line per column not modelled as read: left out, or read as a boolean."""
+    lines = []
+    for name, d in (columns or {}).items():
+        if d["decision"] != "modelled":
+            lines.append(f"WARNING column {name!r} left out of the model ({d['kind']}): {d['why']}")
+        elif d["kind"] == "boolean":
+            lines.append(f"column {name!r} read as a boolean ({d['why']})")
+    return lines
+
+
+def _column_decisions(paths: PreparedPaths) -> dict | None:
+    return json.loads(read_text(paths.columns)) if FileSystems.exists(paths.columns) else None
 
 
 def _prepared(paths: PreparedPaths) -> str | None:

@@ -50,6 +50,7 @@ class Prepared:
     encoding: Any  # PCollection of one Encoding
     kinds: Any  # the column kinds TFDV profiles (a side input view, or a dict)
     dead: list = field(default_factory=list)  # PCollections of DeadLetters
+    columns: Any = None  # PCollection of one {column: {kind, decision, why}} dict, or None
 
 
 class DataKind(Protocol):

@@ -16,7 +16,14 @@ import pyarrow as pa
 from configs import VaepipeConfig
 from pipeline.core.errors import BundleError
 from pipeline.core.records import DEAD
-from pipeline.features.column_types import ApplyKindsDoFn, ProfileColumns, decide_kinds
+from pipeline.features.column_types import (
+    MODELLED,
+    ApplyKindsDoFn,
+    ProfileColumns,
+    column_decisions,
+    modelled_kinds,
+)
+from pipeline.features.splits import train_rows
 from pipeline.features.statistics import ComputeStatistics, kinds_from_schema, stats_options
 from pipeline.features.tabular_encoding import TabularEncoding, encoding_from_statistics
 from pipeline.kinds import Prepared
@@ -46,15 +53,22 @@ class TabularKind:
         cap = config.schema.int_categorical_max_values
         profiles = chunks | "ProfileColumns" >> beam.CombineGlobally(ProfileColumns(cap))
         if curated_schema is not None:
-            kinds = root | "KindsFromSchema" >> beam.Create([kinds_from_schema(curated_schema)])
+            curated = curated_decisions(kinds_from_schema(curated_schema))
+            decisions = root | "KindsFromSchema" >> beam.Create([curated])
         else:
-            kinds = profiles | "DecideKinds" >> beam.Map(decide_kinds, config.data, cap)
+            decisions = profiles | "DecideColumns" >> beam.Map(
+                column_decisions, config.data, cap, config.schema
+            )
+        kinds = decisions | "ModelledKinds" >> beam.Map(modelled_kinds)
         kinds_view = beam.pvalue.AsSingleton(kinds)
         typed = chunks | "ApplyKinds" >> beam.ParDo(
             ApplyKindsDoFn(config.data.exclude_columns), kinds_view
         ).with_outputs(DEAD, main="typed")
+        # The encoding (vocabularies, scales) comes from the train split alone: calibration
+        # records must be as new to it as a later batch's, or the threshold is too low.
+        train = typed.typed | "TrainSplit" >> beam.FlatMap(train_rows, config.train)
         options = stats_options(config.schema.max_vocabulary, schema=curated_schema)
-        stats = typed.typed | "ComputeStatistics" >> ComputeStatistics(kinds_view, options)
+        stats = train | "ComputeStatistics" >> ComputeStatistics(kinds_view, options)
         encoding = stats | "DeriveEncoding" >> beam.Map(
             derive_encoding,
             kinds_view,
@@ -62,7 +76,8 @@ class TabularKind:
             config.schema.max_vocabulary,
             config.data.numeric_scaling,
         )
-        return Prepared(typed.typed, stats, encoding, kinds_view, [read[DEAD], typed[DEAD]])
+        dead = [read[DEAD], typed[DEAD]]
+        return Prepared(typed.typed, stats, encoding, kinds_view, dead, columns=decisions)
 
     def read_typed(self, root, input_pattern: str, encoding, config: VaepipeConfig):
         exclude = tuple(config.data.exclude_columns)
@@ -75,7 +90,13 @@ class TabularKind:
     def for_scoring(self, encoding: TabularEncoding, config: VaepipeConfig) -> TabularEncoding:
         return encoding
 
-    def decoded_schema(self, encoding: TabularEncoding) -> pa.Schema:
+    def decoded_schema(self, encoding: TabularEncoding, columns=None) -> pa.Schema:
+        """`columns` (the bundle's RecordColumns): the id column's name, then the input's
+        columns in its order and types. Without (older bundles): `record_id`, the numbers as
+        float64, then the categories."""
+        if columns is not None:
+            fields = [(columns.id_column or "record_id", pa.string())]
+            return pa.schema(fields + [(n, _ARROW_TYPES[t]) for n, t in columns.columns])
         fields = [("record_id", pa.string())]
         fields += [(s.name, pa.float64()) for s in encoding.numeric]
         fields += [(s.name, pa.int64() if s.integer else pa.string()) for s in encoding.categorical]
@@ -88,14 +109,29 @@ class TabularKind:
         values: np.ndarray,
         output_dir: str,
         config: VaepipeConfig | None = None,
+        columns=None,
     ) -> pa.Table:
         frame = encoding.decode(values)
-        frame.insert(0, "record_id", list(record_ids))
-        schema = self.decoded_schema(encoding)
-        return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+        schema = self.decoded_schema(encoding, columns)
+        if columns is not None:
+            for name, kind in columns.columns:
+                if kind == "int64" and frame[name].dtype.kind == "f":  # integers in training
+                    frame[name] = _rounded(frame[name].to_numpy())
+        frame.insert(0, schema.names[0], list(record_ids))
+        return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
 
     def decoded_tables_dir(self, output_dir: str) -> str:
         return output_dir
+
+
+_ARROW_TYPES = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string()}
+_INT64_LIMIT = 2.0**63 - 1024  # the largest float64 below 2**63 that casts to int64 safely
+
+
+def _rounded(values: np.ndarray) -> np.ndarray:
+    """Decoded numbers of an integer column as int64: rounded, clipped to int64's range (an
+    extreme code can decode beyond it)."""
+    return np.clip(np.rint(values), -_INT64_LIMIT, _INT64_LIMIT).astype(np.int64)
 
 
 def derive_encoding(
@@ -112,6 +148,13 @@ def derive_encoding(
             spec = type(spec)(spec.name, tuple(str(int(float(v))) for v in values), True)
         specs.append(spec)
     return TabularEncoding(encoding.numeric, tuple(s for s in specs if s.vocabulary))
+
+
+def curated_decisions(kinds: dict[str, str]) -> dict[str, dict]:
+    """Column decisions when a curated schema gives the kinds: every schema feature modelled."""
+    return {
+        n: {"kind": k, "decision": MODELLED, "why": "schema.schema_file"} for n, k in kinds.items()
+    }
 
 
 def check_columns(bundle, columns: list[str], source: str) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import apache_beam as beam
 import numpy as np
+import pandas as pd
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
@@ -84,8 +87,7 @@ def test_decide_kinds_from_profiles():
     assert kinds == {
         "cat": CATEGORICAL,
         "count": NUMERIC,  # three distinct integers > int_categorical_max
-        "empty": NUMERIC,  # never observed: numeric (all values will be masked)
-        "flag": INT_CATEGORICAL,
+        "flag": INT_CATEGORICAL,  # (empty, never observed, is left out: see below)
         "num": NUMERIC,
     }
     assert list(kinds) == sorted(kinds)
@@ -208,3 +210,128 @@ def test_modelled_column_absent_from_input_is_all_missing(chunk_of):
     typed, dead = apply_kinds(chunk_of({"n": ["1", "2"]}), {"n": NUMERIC, "m": NUMERIC})
     assert dead == []
     assert np.isnan(typed.frame["m"].to_numpy()).all()
+
+
+# ------------------------------------------- booleans, timestamps, identifiers, empty columns
+
+
+def _decisions(chunk_of, columns: dict, **schema) -> dict:
+    from configs.schema import SchemaConfig
+    from pipeline.features.column_types import column_decisions
+
+    profiles = profile(chunk_of, columns)
+    return column_decisions(profiles, DataConfig(), 2, SchemaConfig(**schema))
+
+
+@pytest.mark.parametrize(
+    ("spellings", "expected"),
+    [
+        (["true", "false"], ["true", "false"]),
+        (["True", "False"], ["true", "false"]),
+        (["TRUE", "FALSE"], ["true", "false"]),
+        (["t", "f"], ["true", "false"]),
+        (["yes", "No"], ["true", "false"]),
+        (["Y", "n"], ["true", "false"]),
+        (["true", "0"], ["true", "false"]),
+        ([True, False], ["true", "false"]),  # Python bools, as a Parquet bool column gives them
+        ([np.bool_(True), np.bool_(False)], ["true", "false"]),
+    ],
+)
+def test_boolean_spellings_are_one_boolean_column(chunk_of, spellings, expected):
+    from pipeline.features.column_types import BOOLEAN
+
+    values = spellings * 5 + [None]
+    assert _decisions(chunk_of, {"b": values})["b"]["kind"] == BOOLEAN
+    typed, dead = apply_kinds(chunk_of({"b": values}), {"b": BOOLEAN})
+    assert dead == [] and typed.frame["b"].tolist() == expected * 5 + [None]
+
+
+def test_a_boolean_column_reads_every_spelling_and_keeps_others_as_written(chunk_of):
+    from pipeline.features.column_types import BOOLEAN
+
+    values = ["True", "false", "1", "0", "1.0", " yes ", "F", True, "maybe", None]
+    typed, _ = apply_kinds(chunk_of({"b": values}), {"b": BOOLEAN})
+    expected = ["true", "false", "true", "false", "true", "true", "false", "true", "maybe", None]
+    assert typed.frame["b"].tolist() == expected  # "maybe": an unseen category (OOV)
+
+
+def test_integer_zero_one_columns_stay_integer_categories(chunk_of):
+    """Old bundles model 0/1 columns as integer categories: new ones too (same scores)."""
+    assert _decisions(chunk_of, {"i": ["0", "1", "1", "0"]})["i"]["kind"] == INT_CATEGORICAL
+    assert _decisions(chunk_of, {"i": [0, 1, 1, None]})["i"]["kind"] == INT_CATEGORICAL
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [
+            "2024-01-01T10:00:00",
+            "2024-01-02 11:30:05Z",
+            "2024-02-29",
+            "2024-03-01T00:00:00.25+02:00",
+        ],
+        [pd.Timestamp("2024-01-01 10:00"), pd.Timestamp("2024-01-02")],  # Parquet datetime64
+    ],
+)
+def test_timestamps_are_left_out_with_a_reason(chunk_of, values):
+    decision = _decisions(chunk_of, {"ts": values + [None]})["ts"]
+    assert decision["kind"] == "timestamp" and decision["decision"] == "left out"
+    assert "after the training range" in decision["why"]
+
+
+def test_text_that_is_not_a_real_date_is_not_a_timestamp(chunk_of):
+    assert _decisions(chunk_of, {"d": ["2024-13-45", "2024-01-01"]})["d"]["kind"] == CATEGORICAL
+
+
+def test_near_unique_text_is_an_identifier_and_repeated_text_a_category(chunk_of):
+    n = 3000
+    unique = [f"note {i}" for i in range(n)]
+    users = [f"u{i % 1500}" for i in range(n)]  # each twice: 50% distinct
+    regions = [f"r{i % 1200}" for i in range(n)]  # 40%; the 20% share rule leaves it out
+    cats = [f"c{i % 4}" for i in range(n)]
+    decisions = _decisions(
+        chunk_of, {"note": unique, "user": users, "cat": cats}, max_vocabulary=1000
+    )
+    assert decisions["note"]["kind"] == decisions["user"]["kind"] == "identifier"
+    # 3,000 distinct values: estimated from a 2,048-hash sketch (about 2% error)
+    assert re.search(
+        r"about (2,9\d\d|3,0\d\d) distinct values in 3,000 rows", decisions["note"]["why"]
+    )
+    assert decisions["cat"] == {"kind": CATEGORICAL, "decision": "modelled", "why": "text values"}
+    # No more distinct values than max_vocabulary: still a category (the vocabulary holds it).
+    kept = _decisions(chunk_of, {"r": regions}, max_vocabulary=2000)["r"]
+    assert kept["kind"] == CATEGORICAL
+    # A larger share allowed: modelled.
+    loose = _decisions(chunk_of, {"user": users}, identifier_distinct_share=0.6)["user"]
+    assert loose["kind"] == CATEGORICAL
+
+
+def test_numbers_are_never_identifiers(chunk_of):
+    values = [str(i * 1.5) for i in range(3000)]
+    assert _decisions(chunk_of, {"x": values}, max_vocabulary=10)["x"]["kind"] == NUMERIC
+
+
+def test_an_all_missing_column_is_left_out_even_when_forced(chunk_of):
+    from configs.schema import SchemaConfig
+    from pipeline.features.column_types import column_decisions
+
+    profiles = profile(chunk_of, {"gone": [None, "", "NA"], "x": ["1.5", "2", "3"]})
+    config = DataConfig(numeric_columns=("gone",))
+    decisions = column_decisions(profiles, config, 2, SchemaConfig())
+    assert decisions["gone"]["decision"] == "left out" and decisions["gone"]["kind"] == "empty"
+    assert decide_kinds(profiles, config, 2) == {"x": NUMERIC}
+
+
+def test_distinct_sketch_is_exact_when_small_and_close_when_large(chunk_of):
+    from pipeline.features.column_types import SKETCH_SIZE
+
+    fn = ProfileColumns(2)
+    accs = []
+    for part in range(4):  # 4 chunks of 10,000 values; 20,000 distinct in all (half repeat)
+        values = [f"id{(part * 10_000 + i) % 20_000}" for i in range(10_000)]
+        accs.append(fn.add_input(fn.create_accumulator(), chunk_of({"v": values})))
+    merged = fn.merge_accumulators(accs)["v"]
+    assert abs(merged.distinct_estimate - 20_000) < 0.08 * 20_000
+    assert len(merged.sketch) == SKETCH_SIZE
+    small = profile(chunk_of, {"v": ["a", "b", "a", "c"]})["v"]
+    assert small.distinct_estimate == 3

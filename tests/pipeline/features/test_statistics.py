@@ -218,3 +218,21 @@ def test_validate_flags_unseen_categories_only(stats_run):
     assert set(anomalies.anomaly_info) == {"c"}
     [line] = anomaly_lines(anomalies)
     assert line.startswith("c: ")
+
+
+def test_boolean_columns_get_a_bool_domain_and_round_trip_through_a_schema(chunk_of):
+    from tensorflow_data_validation.statistics import stats_impl
+
+    from pipeline.features.column_types import BOOLEAN
+
+    kinds = {"b": BOOLEAN, "c": CATEGORICAL}
+    chunk = chunk_of({"b": ["true", "false"] * 50, "c": ["x", "y"] * 50})
+    stats = stats_impl.generate_statistics_in_memory(
+        to_record_batch(chunk, kinds), stats_options(10)
+    )
+    schema = infer_schema(stats, kinds)
+    feature = next(f for f in schema.feature if f.name == "b")
+    assert (feature.bool_domain.true_value, feature.bool_domain.false_value) == ("true", "false")
+    assert not feature.HasField("domain")
+    assert kinds_from_schema(schema) == kinds
+    assert anomaly_lines(validate(stats, schema)) == []

@@ -195,3 +195,20 @@ def test_encoding_from_statistics_with_std_scaling(stats_run):
     assert (specs["k"].center, specs["k"].scale) == (pytest.approx(5.0), 1.0)
     with pytest.raises(ValueError, match="Received: 'mad'"):
         encoding_from_statistics(stats_run.with_int_schema, stats_run.kinds, 10, "mad")
+
+
+def test_boolean_columns_encode_false_true_and_old_json_still_loads():
+    from pipeline.features.column_types import BOOLEAN
+
+    encoding = TabularEncoding((), (CategoricalSpec("b", ("false", "true"), boolean=True),))
+    assert encoding.kinds == {"b": BOOLEAN}
+    frame = pd.DataFrame({"b": pd.Series(["true", "false", None, "maybe"], dtype=object)})
+    packed = encoding.encode(frame)
+    np.testing.assert_array_equal(packed[:, 0], [1, 0, 0, 2])  # 2: the OOV bucket
+    np.testing.assert_array_equal(packed[:, 1], [1, 1, 0, 1])
+    assert TabularEncoding.from_json(encoding.to_json()) == encoding
+    # A bundle written before booleans existed: its JSON has no "boolean" key, and a
+    # non-boolean spec is still written without one.
+    plain = TabularEncoding((), (CategoricalSpec("c", ("a",), integer=False),))
+    assert '"boolean"' not in plain.to_json()
+    assert TabularEncoding.from_json(plain.to_json()) == plain
