@@ -283,3 +283,7 @@ def test_decode_restores_the_input_columns_of_a_bundle_that_records_them(
         pd.read_parquet(scored / "codes").record_id
     )
     assert np.isfinite(decoded["load"]).all()
+
+
+# End-to-end: whole CLI jobs on the DirectRunner (run by CI; `pytest -m "not slow"` skips them).
+pytestmark = pytest.mark.slow

@@ -6,6 +6,7 @@ import json
 import shutil
 
 import pandas as pd
+import pytest
 
 from pipeline.cli import EXIT_BAD_INPUT, EXIT_VALIDATION, main
 from pipeline.features.tabular_encoding import TabularEncoding
@@ -117,3 +118,7 @@ def test_bundle_config_with_a_retired_key_still_scores(model_dir, data_dir, tmp_
             "--output", str(tmp_path / "out")]  # fmt: skip
     assert main(args) == 0
     assert "ignoring retired config key train.shard_rows" in capsys.readouterr().out
+
+
+# End-to-end: whole CLI jobs on the DirectRunner (run by CI; `pytest -m "not slow"` skips them).
+pytestmark = pytest.mark.slow

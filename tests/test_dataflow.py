@@ -106,7 +106,7 @@ def test_training_statistics_pipeline_translates_for_dataflow():
         "ReadRecords/MatchFiles",
         "ReadRecords/ParseFiles",
         "ProfileColumns",
-        "DecideKinds",
+        "DecideColumns",
         "ApplyKinds",
         "ComputeStatistics",
         "DeriveEncoding",
@@ -395,3 +395,7 @@ def test_scoring_on_the_multiprocess_direct_runner_matches_single_process(
     summaries = [json.loads((outputs[n] / "summary.json").read_text()) for n in outputs]
     assert summaries[0]["rows_read"] == summaries[1]["rows_read"] == 400
     assert summaries[0]["rows_scored"] == summaries[1]["rows_scored"] == 400
+
+
+# End-to-end: whole CLI jobs on the DirectRunner (run by CI; `pytest -m "not slow"` skips them).
+pytestmark = pytest.mark.slow

@@ -188,3 +188,7 @@ def test_device_resident_training_refuses_tensorflow(data_dir, tmp_path, capsys)
     args += TRAIN_SETTINGS + ["--set", "train.device_resident=true"]
     assert main(args) == 2
     assert "train.device_resident needs the JAX backend" in capsys.readouterr().err
+
+
+# End-to-end: whole CLI jobs on the DirectRunner (run by CI; `pytest -m "not slow"` skips them).
+pytestmark = pytest.mark.slow

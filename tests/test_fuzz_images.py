@@ -290,3 +290,7 @@ def test_dead_letters_carry_what_was_known_and_never_the_content(fuzz_run):
     assert bomb["size"] == [3000, 3000]
     assert letters["raw"].str.len().max() < 300  # a summary, not the file
     assert "image.resize" in letters.loc[by_case["too_big"].path, "message"]
+
+
+# End-to-end: whole CLI jobs on the DirectRunner (run by CI; `pytest -m "not slow"` skips them).
+pytestmark = pytest.mark.slow

@@ -553,3 +553,7 @@ def test_rows_that_break_the_model_or_score_non_finite_do_not_take_their_batch_d
             f"\nmodel-batch fuzz: {chunks} chunks, {injected} failing rows injected "
             f"({raised} model errors, {injected - raised} non-finite), records lost: {lost}"
         )
+
+
+# End-to-end: whole CLI jobs on the DirectRunner (run by CI; `pytest -m "not slow"` skips them).
+pytestmark = pytest.mark.slow

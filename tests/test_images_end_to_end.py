@@ -208,3 +208,7 @@ def test_generated_strokes_are_what_the_tests_assume():
     assert image.max() == 255 and np.median(image) == 0
     columns = image.sum(axis=(0, 1))
     assert 10 <= int(np.argmax(columns)) <= 18
+
+
+# End-to-end: whole CLI jobs on the DirectRunner (run by CI; `pytest -m "not slow"` skips them).
+pytestmark = pytest.mark.slow

@@ -255,3 +255,7 @@ def test_outputs_stay_inside_the_output_folder(model_dir, data_dir, tmp_path, mo
     dead = sorted_records(cwd / "b", DEAD_LETTER)
     assert dead["record_id"].tolist() == ["../../dead/letter"]
     assert np.isfinite(flags["score"]).all()
+
+
+# End-to-end: whole CLI jobs on the DirectRunner (run by CI; `pytest -m "not slow"` skips them).
+pytestmark = pytest.mark.slow

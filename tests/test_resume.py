@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from pipeline.cli import main
 from tests.conftest import TRAIN_SETTINGS
@@ -69,3 +70,7 @@ def test_killed_training_resumes_and_matches_an_uninterrupted_run(data_dir, tmp_
     scores_a = _scores(straight, data_dir / "normal.csv", tmp_path / "sa")
     scores_b = _scores(resumed, data_dir / "normal.csv", tmp_path / "sb")
     np.testing.assert_allclose(scores_a.to_numpy(), scores_b.to_numpy(), rtol=1e-4, atol=1e-4)
+
+
+# End-to-end: whole CLI jobs on the DirectRunner (run by CI; `pytest -m "not slow"` skips them).
+pytestmark = pytest.mark.slow

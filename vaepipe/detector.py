@@ -142,18 +142,22 @@ class Detector:
         values = decode_codes(bundle.model, table)
         kind = kinds.get(self._config.data.kind)
         ids = table.column("record_id").to_pylist()
-        decoded = kind.decoded_table(bundle.encoding, ids, values, self._temp_dir())
+        decoded = kind.decoded_table(
+            bundle.encoding, ids, values, self._temp_dir(), columns=bundle.columns
+        )
         return decoded.to_pandas()
 
     # ---------------------------------------------------------------------------- bundles
 
     def save(self, path: str | os.PathLike) -> str:
         """Copy the model bundle to `path` (a folder; local or gs://); returns the path."""
-        from pipeline.artifacts.bundle import MANIFEST_FILE, PARTS
+        from pipeline.artifacts.bundle import MANIFEST_FILE
         from pipeline.core.fs import read_bytes, write_bytes
 
-        source, target = self._loaded().directory, os.fspath(path)
-        for name in (*PARTS, MANIFEST_FILE):  # the manifest last: it marks a whole bundle
+        bundle = self._loaded()
+        source, target = bundle.directory, os.fspath(path)
+        # Every part the manifest hashes, then the manifest: it marks a whole bundle.
+        for name in (*bundle.manifest["sha256"], MANIFEST_FILE):
             write_bytes(os.path.join(target, name), read_bytes(os.path.join(source, name)))
         return target
 

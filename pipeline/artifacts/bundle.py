@@ -127,7 +127,7 @@ def record_columns(profiles: Any, kinds: dict[str, str], id_column: str | None) 
 def _decoded_type(kind: str, profile: Any) -> str:
     if kind == INT_CATEGORICAL:
         return INT64
-    if kind == CATEGORICAL:
+    if kind in (CATEGORICAL, "boolean"):
         return STRING
     whole = profile is not None and profile.present > 0
     whole = whole and profile.non_numeric == 0 and profile.non_integer == 0

@@ -47,6 +47,11 @@ class PreparedPaths:
         return os.path.join(self.root, "columns.json")
 
     @property
+    def record_columns(self) -> str:
+        """The bundle's record_columns.json part: the input's columns, order and types."""
+        return os.path.join(self.root, "record_columns.json")
+
+    @property
     def marker(self) -> str:
         """Written last, holding the fingerprint of what was prepared (for resumed runs)."""
         return os.path.join(self.root, "PREPARED")

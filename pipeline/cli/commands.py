@@ -7,12 +7,22 @@ import argparse
 from collections.abc import Sequence
 
 from pipeline.cli.demo import cmd_demo
+from pipeline.cli.report_commands import cmd_report, cmd_sample
 
 # Exit codes (the CLI contract): 0 ok; 2 bad input or config; 3 validation failed (fail policy).
 EXIT_BAD_INPUT = 2
 EXIT_VALIDATION = 3
 
-__all__ = ["cmd_decode", "cmd_demo", "cmd_run", "cmd_score", "cmd_train", "cmd_validate"]
+__all__ = [
+    "cmd_decode",
+    "cmd_demo",
+    "cmd_report",
+    "cmd_run",
+    "cmd_sample",
+    "cmd_score",
+    "cmd_train",
+    "cmd_validate",
+]
 
 
 def cmd_train(args: argparse.Namespace, beam_args: Sequence[str]) -> int:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping, Sequence
 
+from pipeline.cli.report_commands import add_report_parsers
+
 INPUT_HELP = (
     "file pattern (path, glob, gs://), a folder of images (data.kind image), "
     "bq://PROJECT.DATASET.TABLE or bq://query"
@@ -77,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="records of synthetic training data (default: 20000 rows, or 600 images)",
     )
+    add_report_parsers(commands)
     return parser
 
 

@@ -38,6 +38,7 @@ from pipeline.features.statistics import (
     stats_options,
     to_record_batch,
 )
+from pipeline.jobs.settings import check_model_settings
 from pipeline.jobs.train import (
     TrainResult,
     bundle_parts,
@@ -97,6 +98,7 @@ class PreparedFrame:
     splits: dict[str, np.ndarray]
     dead: list[DeadLetter]
     columns: dict | None = None  # what became of each column (modelled, left out, why)
+    record_columns: str | None = None  # the bundle's record_columns.json part
 
 
 def prepare(data: Data, config: VaepipeConfig) -> PreparedFrame:
@@ -134,7 +136,8 @@ def prepare(data: Data, config: VaepipeConfig) -> PreparedFrame:
     stats = with_reference(stats, count_chunk(train_part, refs), refs)
     encoded = encode_chunk(typed, encoding, exclude)
     splits = {s: encoded.inputs[split_mask(encoded.record_ids, s, config.train)] for s in SPLITS}
-    return PreparedFrame(encoding, stats, schema, splits, dead, columns)
+    restore = bundle_lib.record_columns(profiles, kinds, config.data.id_column).to_json()
+    return PreparedFrame(encoding, stats, schema, splits, dead, columns, restore)
 
 
 def train(
@@ -142,6 +145,7 @@ def train(
 ) -> TrainResult:
     """Train on in-memory records and write a model bundle (the same bundle `train` writes)."""
     started = time.time()
+    check_model_settings(config)
     prepared = prepare(data, config)
     for line in column_lines(prepared.columns):
         echo(line)
@@ -170,6 +174,7 @@ def train(
         }
         schema, stats = str(prepared.schema).encode(), prepared.statistics.SerializeToString()
         parts = bundle_parts(encoding, schema, stats, calibration, scores, config, report)
+        parts[bundle_lib.COLUMNS_FILE] = prepared.record_columns.encode()
         bundle_lib.write_bundle(model, model_dir, parts, config.data.kind, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)

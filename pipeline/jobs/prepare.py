@@ -15,6 +15,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 
 from configs.schema import VaepipeConfig
 from pipeline import kinds
+from pipeline.artifacts.bundle import record_columns
 from pipeline.artifacts.shards import PreparedPaths, WriteShards
 from pipeline.core.fs import write_bytes, write_text
 from pipeline.features.drift import SumCounts, count_chunk, references, with_reference
@@ -62,6 +63,10 @@ def _write_artifacts(prepared, curated_schema, paths: PreparedPaths, config) -> 
         _ = prepared.columns | "WriteColumns" >> beam.Map(
             lambda c: write_text(paths.columns, json.dumps(c, indent=1))
         )
+    if prepared.profiles is not None:  # what decode needs to restore the input's columns
+        _ = prepared.profiles | "WriteRecordColumns" >> beam.Map(
+            _write_record_columns, prepared.kinds, config.data.id_column, paths.record_columns
+        )
 
 
 def _with_drift_reference(prepared, config):
@@ -77,3 +82,7 @@ def _with_drift_reference(prepared, config):
     return prepared.statistics | "AttachDriftReference" >> beam.Map(
         with_reference, beam.pvalue.AsSingleton(counts), beam.pvalue.AsSingleton(refs)
     )
+
+
+def _write_record_columns(profiles, kinds, id_column, path: str) -> None:
+    write_text(path, record_columns(profiles, kinds, id_column).to_json())

@@ -34,6 +34,7 @@ from pipeline.features.validation import (
     flag_rate_alarm,
     read_report,
 )
+from pipeline.jobs.reports import leave_report
 from pipeline.jobs.runner import run_pipeline
 from pipeline.jobs.validate import (
     DRY_RUN_NOTE,
@@ -164,6 +165,8 @@ def score(
             if exists(staging):  # this job's own: no other job runs here while it holds the lease
                 FileSystems.delete([staging])
             raise
+        if tables is None:  # the report reads the published Parquet outputs
+            leave_report(model_dir, output_dir, echo)
     _echo_summary(result, report, echo)
     return result
 

@@ -31,7 +31,11 @@ from pipeline.artifacts.shards import (
 )
 from pipeline.core.fs import read_bytes, read_text, write_text
 from pipeline.jobs.prepare import build_prepare_pipeline
+from pipeline.jobs.progress import epoch_progress
+from pipeline.jobs.reports import leave_report
 from pipeline.jobs.runner import run_pipeline
+from pipeline.jobs.settings import check_model_settings
+from pipeline.jobs.validate import check_training_inputs
 from pipeline.kinds import Encoding, load_encoding
 from pipeline.scoring.calibration import calibrate
 
@@ -60,6 +64,8 @@ def train(
     echo: Callable[[str], None] = print,
 ) -> TrainResult:
     """Run the whole training job and write a verified model bundle to `model_dir`."""
+    check_model_settings(config)  # a bad setting fails now, not after the data job
+    check_training_inputs(input_pattern, config)
     if config.train.device_resident:
         _check_resident_backend()  # before the data job, not after it
     # The prepared data lives beside the bundle (gs:// on Dataflow, where workers write it).
@@ -112,7 +118,10 @@ def train(
     }
     schema, statistics = read_bytes(paths.schema), read_bytes(paths.statistics)
     parts = bundle_parts(encoding, schema, statistics, calibration, scores, config, report)
+    if FileSystems.exists(paths.record_columns):
+        parts[bundle_lib.COLUMNS_FILE] = read_bytes(paths.record_columns)
     bundle_lib.write_bundle(model, model_dir, parts, config.data.kind, local)
+    leave_report(model_dir, echo=echo)
     FileSystems.delete([paths.root])
     shutil.rmtree(local, ignore_errors=True)  # no-op when it was inside paths.root
     echo(
@@ -303,10 +312,12 @@ def fit_model(
 
     t = config.train
     streamed = not isinstance(train_data, np.ndarray)
+    progress = epoch_progress(t.epochs)
     history = fit_vae(
         model,
         train_data,
         val_data,
+        callbacks=[progress] if progress is not None else (),
         epochs=t.epochs,
         learning_rate=t.learning_rate,
         patience=t.early_stopping_patience,

@@ -51,6 +51,7 @@ class Prepared:
     kinds: Any  # the column kinds TFDV profiles (a side input view, or a dict)
     dead: list = field(default_factory=list)  # PCollections of DeadLetters
     columns: Any = None  # PCollection of one {column: {kind, decision, why}} dict, or None
+    profiles: Any = None  # PCollection of one {column: ColumnProfile} in input order, or None
 
 
 class DataKind(Protocol):
@@ -74,7 +75,8 @@ class DataKind(Protocol):
     def for_scoring(self, encoding: Encoding, config: VaepipeConfig) -> Encoding:
         """The encoding as a scoring run uses it (run settings that need no retraining)."""
 
-    def decoded_schema(self, encoding: Encoding) -> pa.Schema: ...
+    def decoded_schema(self, encoding: Encoding, columns: Any = None) -> pa.Schema:
+        """The decode job's table schema (`columns`: the bundle's record columns, if any)."""
 
     def decoded_table(
         self,
@@ -83,6 +85,7 @@ class DataKind(Protocol):
         values: Any,
         output_dir: str,
         config: VaepipeConfig | None = None,
+        columns: Any = None,
     ) -> pa.Table:
         """Decoded model outputs `[n, width]` as the rows of the decode job's table (writing
         any files a record needs, such as PNGs, under `output_dir`)."""

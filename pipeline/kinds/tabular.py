@@ -77,7 +77,9 @@ class TabularKind:
             config.data.numeric_scaling,
         )
         dead = [read[DEAD], typed[DEAD]]
-        return Prepared(typed.typed, stats, encoding, kinds_view, dead, columns=decisions)
+        return Prepared(
+            typed.typed, stats, encoding, kinds_view, dead, columns=decisions, profiles=profiles
+        )
 
     def read_typed(self, root, input_pattern: str, encoding, config: VaepipeConfig):
         exclude = tuple(config.data.exclude_columns)

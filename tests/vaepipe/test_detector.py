@@ -76,7 +76,10 @@ def test_encode_then_decode_gives_records_near_the_originals(detector, batch):
     assert codes["record_id"].tolist() == batch["id"].astype(str).tolist()
     assert all(len(code) == 4 for code in codes["code"])
     records = detector.decode(codes)
-    assert records["record_id"].tolist() == codes["record_id"].tolist()
+    # The input's id column by its name, then its modelled columns in their order and types.
+    assert list(records.columns) == ["id"] + [c for c in batch.columns if c not in ("id", "label")]
+    assert records["id"].tolist() == codes["record_id"].tolist()
+    assert records["is_weekend"].dtype == "int64"
     normal = batch["label"] == 0
     # The decoded numbers are nearer the records than the column means are (a 4-dim code).
     for column in ("latency_ms", "load"):
