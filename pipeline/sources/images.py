@@ -26,11 +26,11 @@ from configs.schema import ImageConfig
 from pipeline.core import metrics
 from pipeline.core.records import (
     CATEGORICAL,
-    DEAD,
-    NUMERIC,
     CORRUPT_IMAGE,
+    DEAD,
     EMPTY_FILE,
     NOT_AN_IMAGE,
+    NUMERIC,
     TOO_MANY_PIXELS,
     TRUNCATED_IMAGE,
     UNREADABLE_FILE,
