@@ -199,6 +199,7 @@ class ScoringConfig:
     batch_size: int = 1024
     mc_samples: int = 0
     flag_rate_alarm_p: float = 0.001
+    iwae_samples: int = 50
 
     def validate(self) -> None:
         _check_fraction("scoring.target_fpr", self.target_fpr)
@@ -208,6 +209,7 @@ class ScoringConfig:
         _check_positive("scoring.batch_size", self.batch_size)
         if self.mc_samples < 0:
             raise ConfigError(f"scoring.mc_samples must be >= 0. Received: {self.mc_samples}")
+        _check_positive("scoring.iwae_samples", self.iwae_samples)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Sequence
 
 from pipeline.cli.demo import cmd_demo
-from pipeline.cli.report_commands import cmd_report, cmd_sample
+from pipeline.cli.report_commands import cmd_report, cmd_sample, cmd_sweep
 
 # Exit codes (the CLI contract): 0 ok; 2 bad input or config; 3 validation failed (fail policy).
 EXIT_BAD_INPUT = 2
@@ -20,6 +20,7 @@ __all__ = [
     "cmd_run",
     "cmd_sample",
     "cmd_score",
+    "cmd_sweep",
     "cmd_train",
     "cmd_validate",
 ]

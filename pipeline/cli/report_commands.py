@@ -30,6 +30,23 @@ def add_report_parsers(commands) -> None:
     )  # fmt: skip
     report.add_argument("--seed", type=int, default=0, help="seed of the records drawn")
 
+    sweep = commands.add_parser(
+        "sweep", help="train one bundle per value of a config key; compare rate, distortion, "
+        "bounds and AUROC on one page",
+    )  # fmt: skip
+    sweep.add_argument("--config", action="append", default=[], help="YAML config file")
+    sweep.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE[,VALUE...]",
+        help="one override with a comma-separated list is the key swept (model.beta=0.1,0.3,1); "
+        "the others fix one value each",
+    )  # fmt: skip
+    sweep.add_argument("--input", required=True, help="table to train on (path or glob)")
+    sweep.add_argument("--output", required=True, help="folder: one bundle per value, sweep.html")
+    sweep.add_argument(
+        "--label-column", help="a 0/1 column of the input: the AUROC of each bundle (not modelled)"
+    )
+    sweep.add_argument("--eval-input", help="records to measure on (default: --input)")
+
     sample = commands.add_parser(
         "sample", help="draw records from a model: prior codes decoded to the data's form"
     )
@@ -66,4 +83,11 @@ def cmd_sample(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     from pipeline.jobs.sample import sample
 
     sample(args.model, args.rows, args.output, seed=args.seed, likely=args.most_likely)
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
+    from pipeline.jobs.sweep import sweep
+
+    sweep(args.config, args.set, args.input, args.output, args.label_column, args.eval_input)
     return 0
