@@ -243,6 +243,37 @@ class ImageConfig:
             )
 
 
+@dataclass(frozen=True)
+class CompressConfig:
+    """The table archive (`vaepipe compress`): the error bound of numbers and the latent step."""
+
+    absolute_tolerance: float = 0.0
+    relative_tolerance: float = 0.0
+    column_tolerances: dict = field(default_factory=dict)
+    latent_step: float = 4.0
+
+    def validate(self) -> None:
+        if not 0 <= self.absolute_tolerance < float("inf"):
+            raise ConfigError(
+                "compress.absolute_tolerance must be >= 0 and finite. "
+                f"Received: {self.absolute_tolerance}"
+            )
+        if not 0 <= self.relative_tolerance < 1:
+            raise ConfigError(
+                "compress.relative_tolerance must be in [0, 1). "
+                f"Received: {self.relative_tolerance}"
+            )
+        if not 0 < self.latent_step <= 64:
+            raise ConfigError(
+                f"compress.latent_step must be in (0, 64]. Received: {self.latent_step}"
+            )
+        if not isinstance(self.column_tolerances, dict):
+            raise ConfigError(
+                "compress.column_tolerances must be a mapping {column: {absolute_tolerance: A, "
+                f"relative_tolerance: R}}. Received: {self.column_tolerances!r}"
+            )
+
+
 # Data-section keys that describe tables; an image run must leave them at their defaults.
 _TABULAR_ONLY = (
     "id_column",
@@ -264,9 +295,11 @@ class VaepipeConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     image: ImageConfig = field(default_factory=ImageConfig)
+    compress: CompressConfig = field(default_factory=CompressConfig)
 
     def validate(self) -> None:
-        for section in (self.data, self.schema, self.model, self.train, self.scoring, self.image):
+        sections = (self.data, self.schema, self.model, self.train, self.scoring, self.image)
+        for section in (*sections, self.compress):
             section.validate()
         if self.data.kind == "image":
             _check_image_data(self.data)

@@ -82,7 +82,9 @@ def test_decode_rebuilds_records_close_to_the_originals(model_dir, data_dir, tmp
     assert _score(model_dir, data_dir / "train.csv", tmp_path / "s") == 0
     assert main(["decode", "--model", str(model_dir), "--input", str(tmp_path / "s" / "codes"),
                  "--output", str(tmp_path / "d")]) == 0  # fmt: skip
-    decoded = pd.read_parquet(tmp_path / "d").set_index("record_id")
+    decoded = pd.read_parquet(tmp_path / "d").set_index(
+        "id"
+    )  # decode restores the id column by name
     original = pd.read_csv(data_dir / "train.csv").set_index("id").loc[decoded.index]
     for column in ("load", "power", "temperature"):
         error = (decoded[column] - original[column]).abs().median()

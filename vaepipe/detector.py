@@ -147,6 +147,31 @@ class Detector:
         )
         return decoded.to_pandas()
 
+    def compress(self, data: Data, **settings: Any):
+        """An error-bounded archive of the records (`vaepipe compress`); `settings` are compress
+        keys (`relative_tolerance=0.01`, ...), lossless by default. Returns an Archive
+        (`.save(path)`)."""
+        from dataclasses import replace
+
+        from pipeline.archive.api import compress_frame
+        from pipeline.archive.settings import settings_from
+
+        chosen = replace(settings_from(self._config), **settings)
+        chosen.validate()
+        archive = compress_frame(self._loaded(model=True), data, self._config, chosen)
+        self.dead_letters_ = _dead_frame(archive.dead_letters)
+        if len(self.dead_letters_) and self.on_bad_rows == "raise":
+            raise BadRecordError(self.dead_letters_)
+        return archive
+
+    def decompress(self, archive: Any) -> pd.DataFrame:
+        """The records of an Archive or an archive folder, in the original columns and order."""
+        from pipeline.archive.api import Archive, decompress_archive, load_archive
+
+        if not isinstance(archive, Archive):
+            archive = load_archive(os.fspath(archive))
+        return decompress_archive(self._loaded(model=True), archive)
+
     # ---------------------------------------------------------------------------- bundles
 
     def save(self, path: str | os.PathLike) -> str:

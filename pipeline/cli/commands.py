@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from pipeline.cli.archive_commands import cmd_compress, cmd_decompress
 from pipeline.cli.demo import cmd_demo
 from pipeline.cli.report_commands import cmd_report, cmd_sample, cmd_sweep
 
@@ -14,6 +15,8 @@ EXIT_BAD_INPUT = 2
 EXIT_VALIDATION = 3
 
 __all__ = [
+    "cmd_compress",
+    "cmd_decompress",
     "cmd_decode",
     "cmd_demo",
     "cmd_report",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping, Sequence
 
+from pipeline.cli.archive_commands import add_archive_parsers
 from pipeline.cli.report_commands import add_report_parsers
 
 INPUT_HELP = (
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="records of synthetic training data (default: 20000 rows, or 600 images)",
     )
     add_report_parsers(commands)
+    add_archive_parsers(commands)
     return parser
 
 

@@ -1,0 +1,73 @@
+"""The archive as plain functions (what `Detector.compress` / `decompress` call): a DataFrame
+round trip in order, saved and loaded as a folder, refused by another model."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from configs import VaepipeConfig
+from configs.schema import DataConfig
+from pipeline.archive.api import compress_frame, decompress_archive, load_archive
+from pipeline.archive.settings import CompressSettings
+from pipeline.core.errors import BundleError
+
+MANIFEST = {"sha256": {"model.keras": "m" * 64, "encoding.json": "e" * 64}}
+
+
+def bundle_of(model, encoding, manifest=MANIFEST):
+    return SimpleNamespace(model=model, encoding=encoding, manifest=manifest, directory="bundle")
+
+
+def user_frame(frame_of) -> pd.DataFrame:
+    """A user's DataFrame: an id and an excluded column, the columns in their own order."""
+    frame = frame_of(650, 21)
+    frame.insert(0, "key", [f"k{i:04d}" for i in range(len(frame))])
+    frame["comment"] = ["ok" if i % 3 else None for i in range(len(frame))]
+    return frame[["key", "city", "amount", "comment", "rate", "wild", "count", "level"]]
+
+
+def config(**data) -> VaepipeConfig:
+    return replace(VaepipeConfig(), data=DataConfig(chunk_rows=200, **data))
+
+
+def test_a_frame_comes_back_in_order_within_the_bound(tiny_model, encoding, frame_of, tmp_path):
+    frame = user_frame(frame_of)
+    settings = CompressSettings(relative_tolerance=0.01)
+    conf = config(id_column="key", exclude_columns=("comment",))
+    archive = compress_frame(bundle_of(tiny_model, encoding), frame, conf, settings)
+    assert archive.rows == 650 and len(archive.blocks) == 4 and not archive.dead_letters
+    assert 0 < archive.nbytes < 650 * 8 * 6  # below the raw float64s
+    restored = decompress_archive(bundle_of(tiny_model, encoding), archive)
+    assert list(restored.columns) == list(frame.columns)
+    assert restored["key"].tolist() == frame["key"].tolist()
+    assert restored["comment"].tolist() == frame["comment"].tolist()
+    assert restored["city"].tolist() == frame["city"].tolist()
+    x, y = frame["amount"].to_numpy(float), restored["amount"].to_numpy(float)
+    assert np.all(np.abs(y - x) <= 0.01 * np.abs(x))
+    again = decompress_archive(
+        bundle_of(tiny_model, encoding), load_archive(archive.save(str(tmp_path / "a")))
+    )
+    pd.testing.assert_frame_equal(again, restored)
+
+
+def test_without_an_id_column_the_rows_keep_their_order(tiny_model, encoding, frame_of):
+    frame = user_frame(frame_of).drop(columns=["key"])
+    archive = compress_frame(
+        bundle_of(tiny_model, encoding), frame, config(exclude_columns=("comment",))
+    )
+    restored = decompress_archive(bundle_of(tiny_model, encoding), archive)
+    x, y = frame["wild"].to_numpy(float), restored["wild"].to_numpy(float)
+    seen = ~np.isnan(x)
+    assert np.array_equal(x[seen].view(np.int64), y[seen].view(np.int64))  # lossless default
+
+
+def test_another_model_is_refused(tiny_model, encoding, frame_of):
+    archive = compress_frame(bundle_of(tiny_model, encoding), frame_of(50, 1), config())
+    other = {"sha256": {**MANIFEST["sha256"], "model.keras": "x" * 64}}
+    with pytest.raises(BundleError, match=r"another model .*model.keras"):
+        decompress_archive(bundle_of(tiny_model, encoding, other), archive)
