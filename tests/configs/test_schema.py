@@ -10,6 +10,7 @@ import pytest
 from configs.schema import (
     DATA_KINDS,
     IMAGE_EXTENSIONS,
+    CompressConfig,
     ConfigError,
     DataConfig,
     ImageConfig,
@@ -27,6 +28,7 @@ SECTIONS = {
     "train": TrainConfig,
     "scoring": ScoringConfig,
     "image": ImageConfig,
+    "compress": CompressConfig,
 }
 
 
