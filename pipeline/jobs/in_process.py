@@ -42,7 +42,9 @@ from pipeline.jobs.settings import check_model_settings
 from pipeline.jobs.train import (
     TrainResult,
     bundle_parts,
+    calibration_line,
     calibration_quality,
+    calibration_splits,
     check_rows,
     column_lines,
     curated_schema,
@@ -160,8 +162,12 @@ def train(
         history = fit_model(
             model, splits["train"], splits["validation"], config, rows["train"], batch, work, echo
         )
-        calibration, scores = calibrate(model, [splits["calibration"]], config)
+        held_out = calibration_splits(rows)
+        if held_out != ("calibration",):
+            echo(f"calibrating on {calibration_line(rows, held_out)}")
+        calibration, scores = calibrate(model, [splits[s] for s in held_out], config)
         quality = calibration_quality(scores, calibration.threshold, config)
+        quality["held_out_splits"] = list(held_out)
         if quality["warning"]:
             echo(f"WARNING {quality['warning']}")
         report = {

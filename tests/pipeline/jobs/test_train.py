@@ -70,15 +70,40 @@ def test_a_folder_input_is_fingerprinted_by_the_files_below_it(tmp_path):
     assert train_job.input_files("bq://project.dataset.table") == []
 
 
-@pytest.mark.parametrize(("calibration", "refused"), [(0, True), (1, True), (9, True), (10, False)])
-def test_too_few_calibration_rows_are_refused_saying_how_many_are_needed(calibration, refused):
+@pytest.mark.parametrize(
+    ("calibration", "validation", "refused"),
+    [(0, 0, True), (4, 5, True), (9, 0, True), (4, 6, False), (0, 10, False), (10, 0, False)],
+)
+def test_too_few_held_out_rows_are_refused_saying_how_many_are_needed(
+    calibration, validation, refused
+):
     config = load_config([], [])
-    rows = {"train": 100, "validation": 10, "calibration": calibration}
+    rows = {"train": 100, "validation": validation, "calibration": calibration}
     if not refused:
         train_job.check_rows(rows, config)
         return
-    with pytest.raises(ValueError, match=r"at least 10 calibration rows .* give at least 100 rows"):
+    with pytest.raises(ValueError, match=r"at least 10 held-out rows .* give at least 50 rows"):
         train_job.check_rows(rows, config)
+
+
+def test_a_small_calibration_split_is_joined_by_the_validation_split():
+    assert train_job.calibration_splits({"calibration": 10, "validation": 3}) == ("calibration",)
+    small = {"calibration": 4, "validation": 10}
+    assert train_job.calibration_splits(small) == ("calibration", "validation")
+    line = train_job.calibration_line(small, ("calibration", "validation"))
+    assert line.startswith("14 held-out rows") and "4 < 10" in line
+
+
+def test_a_small_table_trains_and_calibrates_on_both_held_out_splits(tmp_path):
+    data, model = tmp_path / "train.csv", tmp_path / "model"
+    _rows(70, seed=3).to_csv(data, index=False)
+    lines: list[str] = []
+    train_job.train(str(data), str(model), load_config([], QUICK), echo=lines.append)
+    report = json.loads((model / "training_report.json").read_text())
+    rows, quality = report["rows"], report["calibration"]
+    held_out = quality["held_out_splits"]
+    assert quality["rows"] == sum(rows[split] for split in held_out) >= 10
+    assert (held_out == ["calibration", "validation"]) == (rows["calibration"] < 10)
 
 
 def test_calibration_quality_states_the_resolution_and_an_interval():
