@@ -162,7 +162,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     validation_fraction: float = 0.1
     calibration_fraction: float = 0.1
-    early_stopping_patience: int = 5
+    early_stopping_patience: int = 40
     seed: int = 0
     on_nonfinite: str = "fail"
     steps_per_execution: int = 1
