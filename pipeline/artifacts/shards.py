@@ -104,10 +104,34 @@ def epoch_dataset(
     has run, so a resumed run sees exactly the batches an uninterrupted one would.
     """
 
+    def rows(epoch_seed: int):
+        return _blocks(pattern, input_dim, shuffle_seed=epoch_seed).unbatch()
+
+    return _epochs(rows, batch_size, seed, first_epoch, epochs)
+
+
+def rows_epoch_dataset(rows: np.ndarray, batch_size: int, seed: int, epochs: int):
+    """`epoch_dataset` over rows in memory (the in-process jobs), shuffled the same way: rows
+    in the order a single shard holds them train on the same batches as the Beam job's."""
+    import tensorflow as tf
+
+    def source(_epoch_seed: int):
+        return tf.data.Dataset.from_tensor_slices(np.asarray(rows, dtype=np.float32))
+
+    return _epochs(source, batch_size, seed, 0, epochs)
+
+
+def rows_dataset(rows: np.ndarray, batch_size: int):
+    """`shard_dataset` over rows in memory: batches in row order."""
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices(np.asarray(rows, dtype=np.float32)).batch(batch_size)
+
+
+def _epochs(rows, batch_size: int, seed: int, first_epoch: int, epochs: int):
     def one_epoch(epoch: int):
         epoch_seed = seed * 100003 + epoch
-        blocks = _blocks(pattern, input_dim, shuffle_seed=epoch_seed).unbatch()
-        return blocks.shuffle(65536, seed=epoch_seed).batch(batch_size)
+        return rows(epoch_seed).shuffle(65536, seed=epoch_seed).batch(batch_size)
 
     # Python-built epochs (tf.data shuffle seeds must be Python ints), chained in order.
     # (A run killed after its last epoch resumes with nothing left to fit.)

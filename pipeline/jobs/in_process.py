@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from configs import ConfigError, VaepipeConfig
 from pipeline.artifacts import bundle as bundle_lib
-from pipeline.artifacts.shards import SPLITS, split_mask
+from pipeline.artifacts.shards import SPLITS, rows_dataset, rows_epoch_dataset, split_mask
 from pipeline.core.records import DeadLetter, RecordChunk
 from pipeline.features.column_types import (
     ProfileColumns,
@@ -159,9 +159,8 @@ def train(
     model = new_model(encoding, config)
     work = tempfile.mkdtemp(prefix="vaepipe-fit-")
     try:
-        history = fit_model(
-            model, splits["train"], splits["validation"], config, rows["train"], batch, work, echo
-        )
+        train_rows, val_rows = _training_data(splits, batch, config)
+        history = fit_model(model, train_rows, val_rows, config, rows["train"], batch, work, echo)
         held_out = calibration_splits(rows)
         if held_out != ("calibration",):
             echo(f"calibrating on {calibration_line(rows, held_out)}")
@@ -185,6 +184,17 @@ def train(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return TrainResult(model_dir, history, rows, calibration.threshold)
+
+
+def _training_data(splits: dict[str, np.ndarray], batch: int, config: VaepipeConfig):
+    """The train and validation rows as the Beam job streams them (the same shuffling, so a
+    table of one shard trains identically through the API and the CLI); device-resident
+    training takes the matrices."""
+    t = config.train
+    if t.device_resident:
+        return splits["train"], splits["validation"]
+    train = rows_epoch_dataset(splits["train"], batch, t.seed, t.epochs)
+    return train, rows_dataset(splits["validation"], batch)
 
 
 @dataclass

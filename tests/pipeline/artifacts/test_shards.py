@@ -37,3 +37,22 @@ def test_train_rows_keeps_a_chunks_train_split_only():
 
 def test_prepared_paths_name_the_column_decisions():
     assert shards.PreparedPaths("/w").columns == "/w/columns.json"
+
+
+def test_rows_in_memory_shuffle_like_one_shard_file(tmp_path):
+    """The API trains on `rows_epoch_dataset`: for rows held in one shard file it yields the
+    Beam job's batches, epoch by epoch."""
+    import tensorflow as tf
+
+    rows = np.arange(60, dtype=np.float32).reshape(20, 3)
+    with tf.io.TFRecordWriter(str(tmp_path / "part-00000.tfrecord")) as writer:
+        writer.write(rows.tobytes())
+    pattern = str(tmp_path / "*.tfrecord")
+    from_file = [b.numpy() for b in shards.epoch_dataset(pattern, 3, 8, 7, 0, 2)]
+    in_memory = [b.numpy() for b in shards.rows_epoch_dataset(rows, 8, 7, 2)]
+    assert [len(b) for b in in_memory] == [8, 8, 4, 8, 8, 4]  # epochs do not share a batch
+    assert all(np.array_equal(a, b) for a, b in zip(from_file, in_memory, strict=True))
+    first, second = np.concatenate(in_memory[:3]), np.concatenate(in_memory[3:])
+    assert sorted(first[:, 0]) == sorted(rows[:, 0]) and not np.array_equal(first, second)
+    validation = [b.numpy() for b in shards.rows_dataset(rows, 8)]
+    assert np.array_equal(np.concatenate(validation), rows)  # in row order
