@@ -196,7 +196,7 @@ class ScoringConfig:
     target_fpr: float = 0.01
     top_features: int = 3
     code_dtype: str = "int8"
-    batch_size: int = 1024
+    batch_size: int = 4096
     mc_samples: int = 0
     flag_rate_alarm_p: float = 0.001
     iwae_samples: int = 50

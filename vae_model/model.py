@@ -6,7 +6,7 @@ import contextlib
 import itertools
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import keras
@@ -280,8 +280,9 @@ class VAE(_Steps, keras.Model):
     @score_mc_samples.setter
     def score_mc_samples(self, value: int) -> None:
         self._score_mc_samples = _non_negative_int("score_mc_samples", value)
-        # predict() caches a compiled function in which K is a constant: drop it.
+        # predict() and `scoring_function` cache compiled functions in which K is a constant.
         self.predict_function = None
+        self.__dict__["_scoring_functions"] = {}  # outside Keras' attribute tracking
 
     def call(self, x: Any, training: bool = False, stochastic: bool | None = None) -> dict:
         """Scores (or, when stochastic, ELBO-estimates) a packed batch.
@@ -320,6 +321,29 @@ class VAE(_Steps, keras.Model):
         mc_samples = _non_negative_int("mc_samples", mc_samples)
         return self._deterministic_terms(ops.convert_to_tensor(x, "float32"), mc_samples)
 
+    def scoring_function(self, jit_compile: bool = True) -> Callable[[Any], dict[str, Any]]:
+        """The scoring terms of ``call`` (at `score_mc_samples`) as one compiled function.
+
+        ``fn(x)`` takes a packed ``[B, 2*width]`` float32 batch and returns the dict of
+        `score_terms` as backend tensors. It is traced once and cached on the model, so a
+        scoring loop pays none of ``predict_on_batch``'s per-call set-up.
+
+        With ``jit_compile`` (the default) the network is compiled with XLA: on JAX the whole
+        step; on TensorFlow the encoder and decoder (XLA fuses the encoder's one-hot and the
+        heads' casts and clamps, about twice as fast on CPU), while the likelihood stays a plain
+        graph: under XLA's CPU code it gained nothing, and at large batches lost
+        (docs/BENCHMARKS.md, "Scoring speed (issue 14)"). XLA's kernels round in the last
+        float32 bits differently (scores agree to about 2e-7 relative); ``jit_compile=False``
+        on TensorFlow gives exactly ``predict``'s graph.
+        TF32 stays off wherever the scoring worker switched it off: TensorFlow's XLA bridge
+        follows that switch, and JAX traces under `exact_float32_matmuls`.
+        """
+        key = (self.score_mc_samples, bool(jit_compile))
+        cache = self.__dict__.setdefault("_scoring_functions", {})
+        if key not in cache:
+            cache[key] = _compiled_scoring(self, self.score_mc_samples, bool(jit_compile))
+        return cache[key]
+
     def _sampled_terms(self, x: Any) -> dict[str, Any]:
         z_mean, z_log_var = self.encode(x)
         noise = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
@@ -348,10 +372,28 @@ class VAE(_Steps, keras.Model):
             nll = ops.mean(ops.reshape(nll, (mc_samples, -1, self.layout.width)), axis=0)
         return _outputs(losses.combine_terms(nll, kl), z_mean)
 
+    def _scoring_network(self, x: Any) -> tuple[Any, Any, dict[str, Any]]:
+        """The network part of scoring at ``z = z_mean``: posterior and decoder outputs."""
+        with exact_float32_matmuls():
+            z_mean, z_log_var = self.encode(x)
+            return z_mean, z_log_var, self.decode(z_mean)
+
+    def _terms_at_mean(
+        self, x: Any, z_mean: Any, z_log_var: Any, outputs: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The scoring terms from `_scoring_network`'s outputs (what
+        ``_deterministic_terms(x, 0)`` computes, split at the decoder)."""
+        kl = losses.kl_standard_normal(z_mean, z_log_var)
+        nll = self._decoded_nll(x, outputs)
+        return _outputs(losses.combine_terms(nll, kl), z_mean)
+
     def _feature_nll(self, x: Any, z: Any) -> Any:
         """Per-feature NLL of the scoring terms: the decoder's numeric variance plus the
         scoring tolerance's."""
-        outputs = self.decode(z)
+        return self._decoded_nll(x, self.decode(z))
+
+    def _decoded_nll(self, x: Any, outputs: dict[str, Any]) -> Any:
+        """`_feature_nll` of decoder outputs already computed."""
         if self.score_tolerance > 0 and self.layout.n_numeric:
             tolerance_log_var = 2.0 * math.log(self.score_tolerance)
             log_var = ops.logaddexp(outputs["numeric_log_var"], tolerance_log_var)
@@ -501,6 +543,47 @@ def exact_float32_matmuls() -> contextlib.AbstractContextManager:
 
         return jax.default_matmul_precision("highest")
     return contextlib.nullcontext()
+
+
+def _compiled_scoring(model: VAE, mc_samples: int, jit_compile: bool) -> Callable:
+    """`VAE.scoring_function` for the backend in use."""
+    if keras.backend.backend() != "jax":
+        return _tensorflow_scoring(model, mc_samples, jit_compile)
+    import jax
+
+    def pure(trainable, non_trainable, x):
+        # stateless_call -> call -> the deterministic terms: the weights are arguments, not
+        # constants baked into the program, so a model trained further scores as it is now.
+        terms, _ = model.stateless_call(trainable, non_trainable, x)
+        return terms
+
+    jitted = jax.jit(pure)
+
+    def run_jax(x: Any) -> dict[str, Any]:
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+        return jitted(trainable, non_trainable, ops.convert_to_tensor(x, "float32"))
+
+    return run_jax
+
+
+def _tensorflow_scoring(model: VAE, mc_samples: int, jit_compile: bool) -> Callable:
+    """One graph for every batch size; with `jit_compile` its network part is an XLA cluster."""
+    import tensorflow as tf
+
+    if jit_compile and mc_samples == 0:
+        network = tf.function(model._scoring_network, jit_compile=True)
+
+        def body(x):
+            return model._terms_at_mean(x, *network(x))
+    else:
+
+        def body(x):
+            return model._deterministic_terms(x, mc_samples)
+
+    spec = tf.TensorSpec((None, 2 * model.layout.width), tf.float32)
+    traced = tf.function(body, input_signature=[spec])
+    return lambda x: traced(tf.convert_to_tensor(x, tf.float32))
 
 
 def _outputs(terms: Mapping[str, Any], z_mean: Any) -> dict[str, Any]:

@@ -12,11 +12,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import apache_beam as beam
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import RunInference
 
@@ -100,7 +103,11 @@ def build_score_pipeline(
     typed, dead = kind.read_typed(root, input_pattern, bundle.encoding, config)
     _ = typed | "ValidateBatch" >> ValidateBatch(bundle, config, staging)
     scoring = config.scoring
-    handler = BundleModelHandler(bundle.directory, scoring.batch_size, scoring.mc_samples)
+    # Chunks of data.chunk_rows rows share model batches of scoring.batch_size rows.
+    per_call = max(1, scoring.batch_size // config.data.chunk_rows)
+    handler = BundleModelHandler(
+        bundle.directory, scoring.batch_size, scoring.mc_samples, chunks_per_call=per_call
+    )
     exclude = tuple(config.data.exclude_columns)
     ctx = OutputContext.from_bundle(bundle, config)
     outputs = (
@@ -245,26 +252,53 @@ def _result(
 class CountDuplicateIds(beam.PTransform):
     """Flags tables -> one small JSON file at `path`: how many record ids were scored more
     than once, the rows beyond the first of each, and a few of them (sorted, so the same
-    batch gives the same examples). A count per id (combined before the shuffle)."""
+    batch gives the same examples).
 
-    def __init__(self, path: str, examples: int = DUPLICATE_EXAMPLES):
+    Ids travel as Arrow arrays, never one Beam element per record: each table's ids are split
+    by hash into `buckets` (an id always lands in the same bucket), a bucket's arrays are
+    grouped and counted in C (`pyarrow.compute.value_counts`), and the per-bucket counts are
+    summed. A bucket holds about 1/`buckets` of the batch's ids on one worker.
+    """
+
+    def __init__(self, path: str, examples: int = DUPLICATE_EXAMPLES, buckets: int = 64):
         super().__init__()
         self._path = path
         self._examples = examples
+        self._buckets = buckets
 
     def expand(self, flags):
         return (
             flags
-            | "RecordIds" >> beam.FlatMap(_record_ids)
-            | "CountPerId" >> beam.combiners.Count.PerElement()
-            | "SeenTwice" >> beam.Filter(lambda kv: kv[1] > 1)
+            | "IdBuckets" >> beam.FlatMap(_id_buckets, self._buckets)
+            | "GroupBuckets" >> beam.GroupByKey()
+            | "CountInBucket" >> beam.Map(_bucket_duplicates, self._examples)
             | "Summarise" >> beam.CombineGlobally(_DuplicateSummary(self._examples))
             | "WriteDuplicates" >> beam.Map(_write_json_file, self._path)
         )
 
 
-def _record_ids(table) -> list[str]:
-    return table.column("record_id").to_pylist()
+def _id_buckets(table: pa.Table, buckets: int) -> Iterator[tuple[int, pa.Array]]:
+    """(bucket, the table's ids in it) for each bucket its ids fall in."""
+    ids = table.column("record_id").combine_chunks()
+    if len(ids) == 0:
+        return
+    hashes = pd.util.hash_array(ids.to_numpy(zero_copy_only=False)) % np.uint64(buckets)
+    order = np.argsort(hashes, kind="stable")
+    bounds = np.searchsorted(hashes[order], np.arange(buckets + 1, dtype=np.uint64))
+    for bucket in range(buckets):
+        a, b = int(bounds[bucket]), int(bounds[bucket + 1])
+        if b > a:
+            yield bucket, ids.take(pa.array(order[a:b]))
+
+
+def _bucket_duplicates(item: tuple[int, Iterable[pa.Array]], examples: int) -> tuple:
+    """(ids seen more than once, rows beyond the first of each, the first few such ids)."""
+    _, parts = item
+    counts = pc.value_counts(pa.chunked_array(list(parts), pa.string()))
+    seen = counts.field("counts").to_numpy()
+    twice = seen > 1
+    ids = counts.field("values").filter(pa.array(twice)).to_pylist()
+    return int(twice.sum()), int(seen[twice].sum() - twice.sum()), sorted(ids)[:examples]
 
 
 def _write_json_file(data: dict, path: str) -> None:
@@ -272,7 +306,7 @@ def _write_json_file(data: dict, path: str) -> None:
 
 
 class _DuplicateSummary(beam.CombineFn):
-    """(id, count) pairs -> {"ids", "extra_rows", "examples"}."""
+    """Per-bucket (ids, extra rows, examples) -> {"ids", "extra_rows", "examples"}."""
 
     def __init__(self, examples: int):
         self._examples = examples
@@ -280,9 +314,8 @@ class _DuplicateSummary(beam.CombineFn):
     def create_accumulator(self):
         return 0, 0, []
 
-    def add_input(self, acc, pair):
-        ids, extra, examples = acc
-        return ids + 1, extra + pair[1] - 1, sorted([*examples, pair[0]])[: self._examples]
+    def add_input(self, acc, part):
+        return self.merge_accumulators([acc, part])
 
     def merge_accumulators(self, accs):
         accs = list(accs)

@@ -1,6 +1,7 @@
 """The RunInference model handler: the bundle as the model, EncodedChunk in, ScoredChunk out.
 
-The handler loads the bundle once per worker (RunInference shares it across threads).
+The handler loads the bundle once per worker (RunInference shares it across threads). Chunks
+smaller than a model batch reach it several at a time (`chunks_per_call`) and share batches.
 """
 
 from __future__ import annotations
@@ -11,17 +12,22 @@ from typing import Any
 from apache_beam.ml.inference.base import ModelHandler
 
 from pipeline.core.records import EncodedChunk
-from pipeline.scoring.core import ScoredChunk, exact_float32_scoring, score_chunk
+from pipeline.scoring.core import ScoredChunk, exact_float32_scoring, score_chunks
 
 
 class BundleModelHandler(ModelHandler[EncodedChunk, ScoredChunk, Any]):
     """RunInference handler: EncodedChunk in, ScoredChunk out, the bundle as the model."""
 
-    def __init__(self, model_dir: str, batch_size: int, mc_samples: int = 0):
+    def __init__(
+        self, model_dir: str, batch_size: int, mc_samples: int = 0, chunks_per_call: int = 1
+    ):
         super().__init__()
+        if chunks_per_call < 1:
+            raise ValueError(f"chunks_per_call must be positive. Received: {chunks_per_call}")
         self._model_dir = model_dir
         self._batch_size = batch_size
         self._mc_samples = mc_samples
+        self._chunks_per_call = chunks_per_call
 
     def load_model(self):
         from pipeline.artifacts.bundle import load_bundle
@@ -34,7 +40,7 @@ class BundleModelHandler(ModelHandler[EncodedChunk, ScoredChunk, Any]):
     def run_inference(
         self, batch: Sequence[EncodedChunk], model, inference_args: dict | None = None
     ) -> Iterable[ScoredChunk]:
-        return [score_chunk(model.model, chunk, self._batch_size) for chunk in batch]
+        return score_chunks(model.model, list(batch), self._batch_size)
 
     def get_num_bytes(self, batch: Sequence[EncodedChunk]) -> int:
         # RunInference's default pickles the whole batch (frames, raw lines) only to measure
@@ -42,8 +48,8 @@ class BundleModelHandler(ModelHandler[EncodedChunk, ScoredChunk, Any]):
         return sum(chunk.inputs.nbytes for chunk in batch)
 
     def batch_elements_kwargs(self) -> dict:
-        # Elements are already chunks of thousands of rows: one chunk per model batch.
-        return {"min_batch_size": 1, "max_batch_size": 1}
+        # Elements are already chunks of thousands of rows: as many as fill a model batch.
+        return {"min_batch_size": 1, "max_batch_size": self._chunks_per_call}
 
     def share_model_across_processes(self) -> bool:
         return False

@@ -145,6 +145,41 @@ def test_score_mc_samples_attribute_drives_predict(records, small_model):
         small_model.score_mc_samples = -2
 
 
+def test_scoring_function_is_the_predict_graph_traced_once(records, small_model):
+    x = records(37, seed=8)
+    score = small_model.scoring_function(jit_compile=False)
+    assert small_model.scoring_function(jit_compile=False) is score  # cached: traced once
+    terms = to_numpy(score(x))
+    expected = to_numpy(small_model.predict_on_batch(x))
+    assert set(terms) == set(expected)
+    for key in expected:  # the same graph on the same batch: the same bits
+        np.testing.assert_array_equal(terms[key], expected[key], err_msg=key)
+    # Any batch size, one function (no retracing per shape).
+    np.testing.assert_allclose(to_numpy(score(x[:5]))["score"], terms["score"][:5], **BATCH_TOL)
+
+
+def test_scoring_function_follows_score_mc_samples(records, small_model):
+    x = records(12, seed=9)
+    at_mean = small_model.scoring_function()
+    np.testing.assert_allclose(
+        to_numpy(at_mean(x))["score"], to_numpy(small_model.score_terms(x))["score"], rtol=1e-6
+    )
+    small_model.score_mc_samples = 3
+    sampled = small_model.scoring_function()
+    assert sampled is not at_mean
+    expected = to_numpy(small_model.score_terms(x, mc_samples=3))["score"]
+    np.testing.assert_allclose(to_numpy(sampled(x))["score"], expected, **BATCH_TOL)
+
+
+def test_xla_scoring_function_agrees_within_float32_rounding(records, small_model):
+    x = records(64, seed=10)
+    plain = to_numpy(small_model.scoring_function(jit_compile=False)(x))
+    compiled = to_numpy(small_model.scoring_function()(x))  # the default: XLA
+    np.testing.assert_allclose(compiled["score"], plain["score"], rtol=1e-6, atol=1e-6)
+    for key in plain:  # XLA's exp and log round differently in the last bits
+        np.testing.assert_allclose(compiled[key], plain[key], rtol=1e-5, atol=1e-5, err_msg=key)
+
+
 @pytest.mark.parametrize(
     "single_layout",
     [

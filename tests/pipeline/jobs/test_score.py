@@ -3,6 +3,7 @@ the codes' metadata, and the count of record ids seen more than once."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 from types import SimpleNamespace
@@ -66,6 +67,23 @@ def test_duplicate_record_ids_are_counted_with_examples(tmp_path):
         _ = p | beam.Create(tables) | CountDuplicateIds(path, examples=1)
     # a: 3 times, b: 2 times -> 2 ids, 3 rows beyond the first of each; first example sorted
     assert json.loads(open(path).read()) == {"ids": 2, "extra_rows": 3, "examples": ["a"]}
+
+
+def test_duplicates_are_counted_across_tables_and_hash_buckets(tmp_path):
+    path = str(tmp_path / "duplicates.json")
+    rng = np.random.default_rng(3)
+    ids = [f"id-{i}" for i in rng.integers(0, 300, 1000)]  # many repeats, in every bucket
+    tables = [_flags(ids[i : i + 128]) for i in range(0, len(ids), 128)] + [_flags([])]
+    with BeamTestPipeline() as p:
+        _ = p | beam.Create(tables) | CountDuplicateIds(path, examples=3, buckets=4)
+    counts = collections.Counter(ids)
+    repeated = sorted(i for i, n in counts.items() if n > 1)
+    expected = {
+        "ids": len(repeated),
+        "extra_rows": sum(n - 1 for n in counts.values()),
+        "examples": repeated[:3],
+    }
+    assert json.loads(open(path).read()) == expected
 
 
 def test_a_batch_without_duplicates_reports_zero(tmp_path):

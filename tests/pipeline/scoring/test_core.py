@@ -11,7 +11,13 @@ import pytest
 
 from pipeline.core.records import MODEL_ERROR, NON_FINITE_SCORE, EncodedChunk
 from pipeline.features.tabular_encoding import CategoricalSpec, NumericSpec, TabularEncoding
-from pipeline.scoring.core import OUTPUT_KEYS, ScoredChunk, score_batches, score_chunk
+from pipeline.scoring.core import (
+    OUTPUT_KEYS,
+    ScoredChunk,
+    score_batches,
+    score_chunk,
+    score_chunks,
+)
 from pipeline.scoring.handler import BundleModelHandler
 from vae_model import VAE
 
@@ -138,6 +144,43 @@ def test_missing_values_are_not_non_finite(model):
     assert scored.dead == [] and len(scored.chunk) == 6
 
 
+def test_score_batches_uses_the_models_compiled_scoring_function(model):
+    x = make_chunk(10).inputs
+    terms = score_batches(model, x, BATCH)
+    direct = keras.ops.convert_to_numpy(model.scoring_function()(x[:BATCH])["score"])
+    np.testing.assert_allclose(terms["score"][:BATCH], direct, rtol=1e-6)
+    # A model with only predict_on_batch (any Keras model) is scored through it.
+    np.testing.assert_allclose(
+        score_batches(FailsOnSentinel(model), x, BATCH)["score"], terms["score"], rtol=1e-6
+    )
+
+
+def test_score_chunks_shares_batches_and_scores_as_score_chunk_does(model):
+    chunks = [make_chunk(3, seed=1), make_chunk(6, seed=2), make_chunk(2, seed=3)]
+    chunks[1].inputs[4, 0] = np.inf  # an observed infinite value: a dead letter of chunk 1
+    calls = FailsOnSentinel(model)
+    scored = score_chunks(calls, chunks, BATCH)
+    assert calls.calls == 2  # 11 rows in batches of 8, not one call (or more) per chunk
+    assert [len(s.chunk) for s in scored] == [3, 5, 2]
+    assert [d.record_id for d in scored[1].dead] == ["r4"]
+    assert scored[1].dead[0].reason == NON_FINITE_SCORE
+    for chunk, result in zip(chunks, scored, strict=True):
+        assert_accounted(chunk, result)
+        alone = score_chunk(model, chunk, BATCH)
+        assert result.chunk.record_ids == alone.chunk.record_ids
+        for key in OUTPUT_KEYS:
+            np.testing.assert_allclose(result.terms[key], alone.terms[key], rtol=1e-5, atol=1e-5)
+
+
+def test_score_chunks_falls_back_to_isolating_each_chunk(model):
+    chunks = [make_chunk(4, seed=1), make_chunk(5, seed=2)]
+    chunks[1].inputs[2, 0] = SENTINEL
+    scored = score_chunks(FailsOnSentinel(model), chunks, BATCH)
+    assert scored[0].dead == [] and len(scored[0].chunk) == 4
+    assert [(d.record_id, d.reason) for d in scored[1].dead] == [("r2", MODEL_ERROR)]
+    assert scored[1].chunk.record_ids == ["r0", "r1", "r3", "r4"]
+
+
 # -------------------------------------------------------------------------- bisection
 
 
@@ -187,6 +230,16 @@ def test_handler_scores_each_chunk_with_the_bundle_model(model):
     results = handler.run_inference(chunks, bundle)
     assert [len(r.chunk) for r in results] == [5, 9]
     assert [r.chunk.record_ids for r in results] == [c.record_ids for c in chunks]
+
+
+def test_handler_batches_as_many_chunks_as_a_call_takes(model):
+    handler = BundleModelHandler("unused-dir", batch_size=BATCH, chunks_per_call=3)
+    assert handler.batch_elements_kwargs() == {"min_batch_size": 1, "max_batch_size": 3}
+    chunks = [make_chunk(5, seed=1), make_chunk(9, seed=2), make_chunk(1, seed=3)]
+    results = handler.run_inference(chunks, types.SimpleNamespace(model=model))
+    assert [r.chunk.record_ids for r in results] == [c.record_ids for c in chunks]
+    with pytest.raises(ValueError, match="chunks_per_call must be positive. Received: 0"):
+        BundleModelHandler("unused-dir", batch_size=BATCH, chunks_per_call=0)
 
 
 def test_handler_measures_a_batch_by_its_model_input_without_pickling_it():
