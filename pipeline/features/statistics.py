@@ -12,7 +12,9 @@ from collections.abc import Mapping
 
 import apache_beam as beam
 import numpy as np
+import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
@@ -48,16 +50,42 @@ def to_record_batch(chunk: RecordChunk, kinds: Mapping[str, str]) -> pa.RecordBa
         elif kind == INT_CATEGORICAL:
             # Integer categories stay integers for TFDV (the schema marks them categorical);
             # a non-integer spelling counts as missing here but still reaches the OOV bucket.
-            ints = [_as_int(v) for v in values]
-            valid = np.array([v is not None for v in ints], dtype=bool)
-            kept = [v for v in ints if v is not None]
-            arrays.append(_list_array(pa.array(kept, type=pa.int64()), valid))
+            kept, valid = _integers(values)
+            arrays.append(_list_array(kept, valid))
         else:
-            valid = np.array([v is not None for v in values], dtype=bool)
-            encoded = [v.encode("utf-8") for v in values[valid]]
-            arrays.append(_list_array(pa.array(encoded, type=pa.binary()), valid))
+            kept, valid = _texts(values)
+            arrays.append(_list_array(kept, valid))
         names.append(name)
     return pa.RecordBatch.from_arrays(arrays, names)
+
+
+def _integers(values: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+    """The values that read as integers (int64) and the mask of them. Arrow casts a whole
+    column of integer spellings at once; any other column takes the per-value path, whose
+    reading (`int(value)`) is the reference."""
+    valid = pd.notna(values)
+    try:
+        present = pa.array(values[valid].tolist())
+        if pa.types.is_string(present.type):
+            present = pc.cast(present, pa.int64())
+        if pa.types.is_integer(present.type):
+            return present.cast(pa.int64()), valid
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        pass
+    ints = [_as_int(v) for v in values]
+    valid = np.array([v is not None for v in ints], dtype=bool)
+    return pa.array([v for v in ints if v is not None], type=pa.int64()), valid
+
+
+def _texts(values: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+    """The present values as UTF-8 bytes and the mask of them (one Arrow conversion for a
+    column of text; the per-value encode for anything else)."""
+    valid = np.not_equal(values, None).astype(bool)
+    present = values[valid]
+    try:
+        return pa.array(present, type=pa.string()).cast(pa.binary()), valid
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([v.encode("utf-8") for v in present], type=pa.binary()), valid
 
 
 def _as_int(value: str | None) -> int | None:

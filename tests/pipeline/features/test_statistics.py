@@ -13,6 +13,7 @@ from apache_beam.testing.util import BeamAssertException, assert_that
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
 from pipeline.core.records import CATEGORICAL, INT_CATEGORICAL, NUMERIC
+from pipeline.features import statistics
 from pipeline.features.column_types import apply_kinds
 from pipeline.features.statistics import (
     QUANTILE_BUCKETS,
@@ -236,3 +237,27 @@ def test_boolean_columns_get_a_bool_domain_and_round_trip_through_a_schema(chunk
     assert not feature.HasField("domain")
     assert kinds_from_schema(schema) == kinds
     assert anomaly_lines(validate(stats, schema)) == []
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["1", "2", None, "30", "-4"],  # integer spellings: one Arrow cast
+        [1, 2, None, 30, -4],  # integers from Parquet
+        ["1", "2.0", None, " 3", "x"],  # mixed: the per-value reading decides
+        [1.0, 2.0, None, float("nan"), True],
+    ],
+)
+def test_integer_categories_read_as_int_reads_them(values):
+    kept, valid = statistics._integers(np.array(values, dtype=object))
+    expected = [
+        statistics._as_int(v) if not isinstance(v, float) or v == v else None for v in values
+    ]
+    assert valid.tolist() == [v is not None for v in expected]
+    assert kept.to_pylist() == [v for v in expected if v is not None]
+
+
+def test_texts_are_utf8_bytes_of_the_present_values():
+    kept, valid = statistics._texts(np.array(["café", None, "b"], dtype=object))
+    assert valid.tolist() == [True, False, True]
+    assert kept.to_pylist() == ["café".encode(), b"b"]
