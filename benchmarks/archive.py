@@ -2,12 +2,14 @@
 and Parquet+zstd of the same rows, at relative tolerances 0 (lossless), 1e-3, 1e-2 and 1e-1.
 
 Per data set: `vaepipe train` (the archive preset below) on a 70% split; `compress` the other
-30% at each tolerance (`--set compress.relative_tolerance=R`), `decompress` it, and check every
-restored value against the CSV's text (numbers within R * |x|, bit-exact at 0; categories and
-missing values exact). Sizes: the archive on disk (blocks/*.parquet + archive.json) per record;
-the model separately (model.keras as the bundle holds it, and the float32 decoder weights that
-decompressing needs), amortized over 10k, 100k and 1M records. Speeds: CSV megabytes per
-second of the compress and decompress jobs (DirectRunner, one process, job start included).
+30% at each tolerance (`--set compress.relative_tolerance=R`), without and with the training
+rows as `compress.dictionary` (their xz'd CSV counted with the model), `decompress` it, and
+check every restored value against the CSV's text (numbers within R * |x|, bit-exact at 0;
+categories and missing values exact). Sizes: the archive on disk (blocks/*.vzb +
+archive.json) per record; the model separately (model.keras as the bundle holds it, and the
+float32 decoder weights that decompressing needs), amortized over 10k, 100k and 1M records.
+Speeds: CSV megabytes per second of the compress and decompress jobs (DirectRunner, one
+process, job start included).
 
     python benchmarks/archive.py [--sets 6_cardio 30_satellite 28_pendigits] [--no-nsl-kdd]
         [--tolerances 0 1e-3 1e-2 1e-1] [--plot docs/archive_rd.png] [--json out.json]
@@ -88,16 +90,22 @@ def baselines(csv: Path) -> dict[str, int]:
 
 
 # ------------------------------------------------------------------ the archive
-def archive_run(model: Path, csv: Path, work: Path, tolerance: float) -> dict:
-    """compress + decompress through the CLI handlers (what `vaepipe compress` runs)."""
+def archive_run(
+    model: Path, csv: Path, work: Path, tolerance: float, dictionary: Path | None = None
+) -> dict:
+    """compress + decompress through the CLI handlers (what `vaepipe compress` runs); with
+    `dictionary`, `compress.dictionary` is that file (the rows the model trained on)."""
     from pipeline.cli.archive_commands import cmd_compress, cmd_decompress
 
-    archive, table = work / f"archive-{tolerance:g}", work / f"table-{tolerance:g}"
+    tag = f"{tolerance:g}" + ("-dict" if dictionary else "")
+    archive, table = work / f"archive-{tag}", work / f"table-{tag}"
+    overrides = [f"compress.relative_tolerance={tolerance}", "data.chunk_rows=65536"]
+    if dictionary:
+        overrides.append(f"compress.dictionary={dictionary}")
     started = time.perf_counter()
     compress_args = argparse.Namespace(
-        model=str(model), input=str(csv), output=str(archive), config=[],
-        set=[f"compress.relative_tolerance={tolerance}", "data.chunk_rows=65536"],
-    )  # fmt: skip
+        model=str(model), input=str(csv), output=str(archive), config=[], set=overrides
+    )
     cmd_compress(compress_args, [])
     compress_s = time.perf_counter() - started
     started = time.perf_counter()
@@ -109,7 +117,7 @@ def archive_run(model: Path, csv: Path, work: Path, tolerance: float) -> dict:
     restored = pd.concat(
         [pd.read_parquet(p) for p in sorted(table.glob("part-*.parquet"))], ignore_index=True
     )
-    coder_s = coder_seconds(model, csv, tolerance)
+    coder_s = coder_seconds(model, csv, overrides)
     return {
         "coder_compress_s": coder_s[0],
         "coder_decompress_s": coder_s[1],
@@ -125,22 +133,18 @@ def archive_run(model: Path, csv: Path, work: Path, tolerance: float) -> dict:
     }
 
 
-def coder_seconds(model: Path, csv: Path, tolerance: float) -> tuple[float, float]:
+def coder_seconds(model: Path, csv: Path, overrides: list[str]) -> tuple[float, float]:
     """In-process coding time (the Python API's path: no Beam job around it)."""
     from pipeline.archive.api import compress_frame, decompress_archive
-    from pipeline.archive.settings import CompressSettings
     from pipeline.artifacts.bundle import load_bundle
     from pipeline.jobs.settings import model_config
 
-    bundle, config = (
-        load_bundle(str(model)),
-        model_config(str(model), (), ["data.chunk_rows=65536"]),
-    )
+    bundle, config = load_bundle(str(model)), model_config(str(model), (), overrides)
     frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
     started = time.perf_counter()
-    archive = compress_frame(bundle, frame, config, CompressSettings(relative_tolerance=tolerance))
+    archive = compress_frame(bundle, frame, config)
     middle = time.perf_counter()
-    decompress_archive(bundle, archive)
+    decompress_archive(bundle, archive, config)
     return middle - started, time.perf_counter() - middle
 
 
@@ -199,9 +203,17 @@ def bench(name: str, train: pd.DataFrame, test: pd.DataFrame, tolerances, work: 
     result = {"set": name, "rows": len(test), "columns": test.shape[1], "csv_bytes":
               test_csv.stat().st_size, "train_s": train_s, "baselines": baselines(test_csv),
               "model": model_sizes(work / "model"), "archive": {}}  # fmt: skip
+    result["dictionary_xz"] = len(
+        lzma.compress(train_csv.read_bytes(), preset=9 | lzma.PRESET_EXTREME)
+    )
+    result["archive_dictionary"] = {}
     for tolerance in tolerances:
         log(f"{name}: compress / decompress at relative tolerance {tolerance:g}")
         result["archive"][tolerance] = archive_run(work / "model", test_csv, work, tolerance)
+        log(f"{name}: the same with the training rows as compress.dictionary")
+        result["archive_dictionary"][tolerance] = archive_run(
+            work / "model", test_csv, work, tolerance, train_csv
+        )
     return result
 
 
@@ -214,10 +226,13 @@ def tables(results: list[dict]) -> str:
     for r in results:
         n = r["rows"]
         base = {k: v / n for k, v in r["baselines"].items()}
-        for tolerance, a in r["archive"].items():
+        runs = [(t, a, False) for t, a in r["archive"].items()]
+        runs += [(t, a, True) for t, a in r.get("archive_dictionary", {}).items()]
+        for tolerance, a, primed in runs:
             per = a["bytes"] / n
             rows.append({
-                "set": r["set"], "rows": n, "rel. tol.": label(tolerance), "archive B/rec": per,
+                "set": r["set"], "rows": n, "rel. tol.": label(tolerance),
+                "dictionary": "train rows" if primed else "-", "archive B/rec": per,
                 "payload B/rec": a["bits"]["total"] / 8,
                 "code": a["bits"]["code"] / 8, "categories": a["bits"]["categories"] / 8,
                 "numbers": a["bits"]["numbers"] / 8, "masks": a["bits"]["masks"] / 8,
@@ -230,7 +245,11 @@ def tables(results: list[dict]) -> str:
                 "coder MB/s (c/d)": f"{r['csv_bytes'] / a['coder_compress_s'] / 1e6:.2f} / "
                 f"{r['csv_bytes'] / a['coder_decompress_s'] / 1e6:.2f}",
             })  # fmt: skip
-            for model_label, size in r["model"].items():
+            models = dict(r["model"])
+            if primed:  # what decompress then needs besides the archive: decoder + dictionary
+                models = {f"{k} + dictionary (train CSV, xz)": v + r["dictionary_xz"]
+                          for k, v in models.items()}  # fmt: skip
+            for model_label, size in models.items():
                 line = {"set": r["set"], "rel. tol.": label(tolerance), "model": model_label,
                         "model KB": size / 1e3, "xz -9e B/rec": base["xz -9e"]}  # fmt: skip
                 for count in AMORTIZE:
@@ -258,6 +277,13 @@ def plot(results: list[dict], path: Path) -> None:
         line = left.plot(xs, sizes, "o-", label=f"{r['set']} archive")[0]
         left.axhline(r["baselines"]["xz -9e"] / n, color=line.get_color(), ls="--", lw=0.8)
         right.plot(xs, [s / (r["baselines"]["xz -9e"] / n) for s in sizes], "o-", label=r["set"])
+        primed = r.get("archive_dictionary", {})
+        if primed:
+            with_dictionary = [primed[t]["bytes"] / n for t in tolerances]
+            left.plot(xs, with_dictionary, "s:", color=line.get_color(),
+                      label=f"{r['set']} + dictionary")  # fmt: skip
+            right.plot(xs, [s / (r["baselines"]["xz -9e"] / n) for s in with_dictionary], "s:",
+                       color=line.get_color(), label=f"{r['set']} + dictionary")  # fmt: skip
     left.set(xscale="log", xlabel="relative tolerance (1e-4 = lossless)", ylabel="bytes / record",
              title="archive (solid) vs xz -9e (dashed)")  # fmt: skip
     right.axhline(1.0, color="k", lw=0.8)
@@ -283,6 +309,8 @@ def main() -> None:
         results = json.loads(args.from_json.read_text())
         for r in results:
             r["archive"] = {float(t): a for t, a in r["archive"].items()}
+            primed = r.get("archive_dictionary", {})
+            r["archive_dictionary"] = {float(t): a for t, a in primed.items()}
         print(tables(results))
         if args.plot:
             plot(results, args.plot)

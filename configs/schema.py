@@ -8,6 +8,7 @@ YAML files are applied on top of these defaults, then `--set section.key=value` 
 from __future__ import annotations
 
 import codecs
+import math
 from dataclasses import dataclass, field
 
 DATA_KINDS = ("tabular", "image")
@@ -245,33 +246,82 @@ class ImageConfig:
 
 @dataclass(frozen=True)
 class CompressConfig:
-    """The table archive (`vaepipe compress`): the error bound of numbers and the latent step."""
+    """The table archive (`vaepipe compress`): the error bound of numbers and the latent step.
+
+    A number x may come back as any x' with |x' - x| <= max(absolute_tolerance,
+    relative_tolerance * |x|); both 0 (the default): lossless, floats to the bit.
+    `column_tolerances` overrides the bound per column, e.g.
+    `{src_bytes: {relative_tolerance: 0.05}, duration: {absolute_tolerance: 1}}`.
+    `dictionary`: a table of records (e.g. those the model trained on) that compress and
+    decompress both read before every block, so that the coder's context models start from
+    what they show (like a zstd dictionary); the archive records its SHA-256.
+    """
 
     absolute_tolerance: float = 0.0
     relative_tolerance: float = 0.0
     column_tolerances: dict = field(default_factory=dict)
-    latent_step: float = 4.0
+    latent_step: float = 8.0
+    dictionary: str | None = None
 
     def validate(self) -> None:
-        if not 0 <= self.absolute_tolerance < float("inf"):
+        if self.dictionary is not None and not (
+            isinstance(self.dictionary, str) and self.dictionary.strip()
+        ):
             raise ConfigError(
-                "compress.absolute_tolerance must be >= 0 and finite. "
-                f"Received: {self.absolute_tolerance}"
+                "compress.dictionary must be the path of a table of records (CSV, Parquet, "
+                f"TFRecord) or null. Received: {self.dictionary!r}"
             )
-        if not 0 <= self.relative_tolerance < 1:
+        _check_tolerance("compress.absolute_tolerance", self.absolute_tolerance, upper=None)
+        _check_tolerance("compress.relative_tolerance", self.relative_tolerance, upper=1.0)
+        step = self.latent_step
+        if isinstance(step, bool) or not isinstance(step, int | float) or not 0 < step <= 64:
             raise ConfigError(
-                "compress.relative_tolerance must be in [0, 1). "
-                f"Received: {self.relative_tolerance}"
-            )
-        if not 0 < self.latent_step <= 64:
-            raise ConfigError(
-                f"compress.latent_step must be in (0, 64]. Received: {self.latent_step}"
+                "compress.latent_step must be in (0, 64] (the latent quantization step in "
+                f"posterior standard deviations). Received: {step!r}"
             )
         if not isinstance(self.column_tolerances, dict):
             raise ConfigError(
                 "compress.column_tolerances must be a mapping {column: {absolute_tolerance: A, "
                 f"relative_tolerance: R}}. Received: {self.column_tolerances!r}"
             )
+        for column, bound in self.column_tolerances.items():
+            where = f"compress.column_tolerances.{column}"
+            if not isinstance(bound, dict) or not set(bound) <= set(_TOLERANCE_KEYS):
+                raise ConfigError(
+                    f"{where} must be a mapping with keys among {list(_TOLERANCE_KEYS)}. "
+                    f"Received: {bound!r}"
+                )
+            for key, value in bound.items():
+                _check_tolerance(f"{where}.{key}", value, 1.0 if key.startswith("rel") else None)
+
+    def bound(self, column: str) -> tuple[float, float]:
+        """(absolute, relative) tolerance of one numeric column (its override, or the
+        section's)."""
+        own = self.column_tolerances.get(column, {})
+        return (
+            float(own.get("absolute_tolerance", self.absolute_tolerance)),
+            float(own.get("relative_tolerance", self.relative_tolerance)),
+        )
+
+    def check_columns(self, numeric_columns) -> None:
+        """Refuse per-column bounds for columns the model does not code as numbers."""
+        unknown = sorted(set(self.column_tolerances) - set(numeric_columns))
+        if unknown:
+            raise ConfigError(
+                f"compress.column_tolerances names columns the model does not code as "
+                f"numbers: {unknown} (numeric columns: {list(numeric_columns)})"
+            )
+
+
+_TOLERANCE_KEYS = ("absolute_tolerance", "relative_tolerance")
+
+
+def _check_tolerance(key: str, value, upper: float | None) -> None:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    ok = number and math.isfinite(value) and value >= 0 and (upper is None or value < upper)
+    if not ok:
+        bound = f"[0, {upper:g})" if upper is not None else ">= 0 and finite"
+        raise ConfigError(f"{key} must be {bound}. Received: {value!r}")
 
 
 # Data-section keys that describe tables; an image run must leave them at their defaults.

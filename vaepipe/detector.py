@@ -154,9 +154,8 @@ class Detector:
         from dataclasses import replace
 
         from pipeline.archive.api import compress_frame
-        from pipeline.archive.settings import settings_from
 
-        chosen = replace(settings_from(self._config), **settings)
+        chosen = replace(self._config.compress, **settings)
         chosen.validate()
         archive = compress_frame(self._loaded(model=True), data, self._config, chosen)
         self.dead_letters_ = _dead_frame(archive.dead_letters)
@@ -170,7 +169,7 @@ class Detector:
 
         if not isinstance(archive, Archive):
             archive = load_archive(os.fspath(archive))
-        return decompress_archive(self._loaded(model=True), archive)
+        return decompress_archive(self._loaded(model=True), archive, self._config)
 
     # ---------------------------------------------------------------------------- bundles
 

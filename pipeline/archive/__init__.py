@@ -7,8 +7,10 @@ prior, each category is coded under the decoder's softmax, each number is quanti
 tolerance grid (`quantize`) and coded under the decoder's Gaussian, and whatever the decoder
 cannot predict (unseen categories, values off the grid) is coded exactly after an escape.
 
-Modules: `settings` (the compress keys and per-column tolerances), `quantize` (tolerance grids),
-`network` (the decoder as a float64 numpy function both sides compute alike), `coder` (one
-block of records <-> bytes, with constriction's range coder), `format` (the archive's files),
-`verify` (the error bound), `api` (plain functions for the Python API).
+Settings: the config's `compress` section (`configs.schema.CompressConfig`). Modules:
+`quantize` (tolerance grids), `network` (the decoder as a float64 numpy function both sides
+compute alike), `context` (the adaptive context mixtures values are coded under, primed by an
+optional dictionary), `coder` (one block of records <-> bytes, with constriction's range
+coder), `blocks` (a typed chunk <-> a checked block), `format` (the archive's files), `verify`
+(the error bound), `api` (plain functions for the Python API).
 """

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pyarrow as pa
 
+from configs.schema import CompressConfig
 from pipeline.archive import format as fmt
-from pipeline.archive.blocks import Archiver, bits_per_record, output_table
-from pipeline.archive.settings import CompressSettings, settings_from
+from pipeline.archive.blocks import Archiver, bits_per_record, dictionary_for, output_table
 from pipeline.core.fs import files_below, read_bytes, read_text, write_bytes, write_text
 from pipeline.core.records import DeadLetter, RecordChunk
 from pipeline.features.column_types import apply_kinds
@@ -52,7 +52,7 @@ class Archive:
         for row in self.blocks:
             name = fmt.block_name(order.get(row["source"], 0), row["chunk"])
             write_bytes(os.path.join(directory, fmt.BLOCKS, name), fmt.block_file(row))
-        write_text(os.path.join(directory, fmt.ARCHIVE_FILE), json.dumps(self.info, indent=1))
+        write_text(os.path.join(directory, fmt.ARCHIVE_FILE), fmt.info_text(self.info))
         summary = {"rows_compressed": self.rows, "blocks": len(self.blocks),
                    "rows_dead_lettered": len(self.dead_letters),
                    "bits_per_record": self.bits_per_record()}  # fmt: skip
@@ -71,14 +71,17 @@ def load_archive(directory: str) -> Archive:
 
 
 def compress_frame(
-    bundle, frame: pd.DataFrame, config, settings: CompressSettings | None = None
+    bundle, frame: pd.DataFrame, config, settings: CompressConfig | None = None
 ) -> Archive:
     """Compress a DataFrame's records under a loaded bundle (its model is needed)."""
-    settings = settings or settings_from(config)
+    settings = settings or config.compress
     settings.check_columns([s.name for s in bundle.encoding.numeric])
     data = config.data
     exclude = tuple(data.exclude_columns)
-    archiver = Archiver(bundle.model, bundle.encoding, settings, data.id_column, exclude)
+    dictionary, digest = dictionary_for(settings, config.data, bundle.encoding)
+    archiver = Archiver(
+        bundle.model, bundle.encoding, settings, data.id_column, exclude, dictionary
+    )
     blocks, dead, non_integer = [], [], set()
     for position, chunk in enumerate(_chunks(frame, config, dead)):
         typed, typing_dead = apply_kinds(chunk, bundle.encoding.kinds, exclude)
@@ -93,19 +96,24 @@ def compress_frame(
     numeric = [s.name for s in bundle.encoding.numeric]
     integers = [c for c in numeric if c not in non_integer]
     info = fmt.archive_info(
-        bundle.manifest, settings, data, [FRAME_SOURCE], list(frame.columns), integers
+        bundle.manifest, settings, data, [FRAME_SOURCE], list(frame.columns), integers, digest
     )
     return Archive(info, blocks, dead)
 
 
-def decompress_archive(bundle, archive: Archive) -> pd.DataFrame:
-    """The archive's records in the original columns and order."""
+def decompress_archive(bundle, archive: Archive, config) -> pd.DataFrame:
+    """The archive's records in the original columns and order (`config.data` reads the
+    archive's dictionary, if it has one)."""
     fmt.check_model(archive.info, bundle.manifest, bundle.directory, "this archive")
-    settings = CompressSettings(**archive.info["settings"])
+    settings = CompressConfig(**archive.info["settings"])
     info = archive.info
-    archiver = Archiver(
-        bundle.model, bundle.encoding, settings, info["id_column"], tuple(info["exclude_columns"])
+    dictionary, _ = dictionary_for(
+        settings, config.data, bundle.encoding, info.get("dictionary_sha256")
     )
+    archiver = Archiver(
+        bundle.model, bundle.encoding, settings, info["id_column"],
+        tuple(info["exclude_columns"]), dictionary,
+    )  # fmt: skip
     order = {path: i for i, path in enumerate(info["sources"])}
     tables = []
     for row in sorted(archive.blocks, key=lambda b: (order.get(b["source"], 0), b["chunk"])):

@@ -4,33 +4,38 @@ The symbols of a block, in the order both sides code them:
 
 1. The code: the posterior mean, quantized per dimension with step `latent_step` x the
    block's median posterior standard deviation of that dimension, under the prior N(0, 1)
-   (QuantizedGaussian). A dimension whose posterior is as wide as the prior (unused by the
-   model) is not coded: it decodes to 0. The decoder (`network.DecoderNet`) then turns the
-   dequantized code into every column's distribution.
+   (QuantizedGaussian), or, when it codes the dimension in fewer bits, under a `context`
+   mixture with the prior as base measure and earlier dimensions as contexts. A dimension
+   whose posterior is as wide as the prior (unused by the model) is not coded: it decodes
+   to 0. The decoder (`network.DecoderNet`) then turns the dequantized code into every
+   column's distribution.
 2. Missing masks: one Bernoulli per row for each column with some but not all values missing,
    at the block's missing rate (stored in the header).
-3. Numbers, column by column. A value's bin index k on the column's tolerance grid
-   (`quantize.Grid`) is coded as the residual d = k - round(m) under a Gaussian: m is the
-   decoder's mean mapped onto the grid's continuous index (original units: center + scale *
-   sinh(u), then `Grid.coordinate`), its width the secant of the +-1 sigma points mapped the
-   same way. This is the decoder's Gaussian pushed forward through the inverse asinh and the
-   grid, linearised per record: exact where the grid is uniform and asinh near linear, and
-   near exact in asinh's logarithmic range, which a relative grid's geometric zone matches.
-   The linearisation only costs bits, never correctness: any distribution the decoder can
-   rebuild is a valid code. Two corrections for what the decoder misses, fitted by the
-   encoder per column and block: spikes (the block's most frequent exact values, coded first
-   as "which spike, or none", adaptively, in the context of the spike the decoder's mean is
-   nearest and how near: the decoder's floored variance cannot give an exact 0 or 1.00 the
-   probability it has) and a widening (the power of 2 by which the decoder's spreads are
-   scaled, the one that codes the column's other values in the fewest bits). A wide
-   Gaussian is split: the residual's high part under the Gaussian, its low `b` bits uniform.
-   Escapes: a residual beyond 32 standard deviations (FAR: its sign and bit length, then its
-   bits) and a value the grid cannot hit within its bound (RAW: the 64 bits of the float64).
-   The grid: `quantize.Grid` (generic floats) or `quantize.UnitGrid` (integers and short
-   decimals, in units of their last digit).
-4. Categories, column by column, under the decoder's softmax (a confident right guess costs
-   almost nothing); a value outside the vocabulary is the OOV class, then its index in the
+3. Categories, column by column, under the decoder's softmax (a confident right guess costs
+   almost nothing) or a `context` mixture over it (contexts: its argmax, earlier
+   categories); a value outside the vocabulary is the OOV class, then its index in the
    block's list of unseen values (kept as text in the header).
+4. Numbers, column by column. A value's bin index k on the column's tolerance grid
+   (`quantize.Grid`, or `quantize.UnitGrid` for integers and short decimals, in units of their
+   last digit) is coded either under a `context` mixture (base measure: the decoder's Gaussian
+   over the block's range of indices; contexts: the decoder's bin, earlier categories and
+   numbers) or as the residual d = k - round(m) under the decoder's Gaussian itself,
+   whichever the encoder finds cheaper on scratch coders (a header flag). m is the decoder's
+   mean mapped onto the grid's continuous index (original units: center + scale * sinh(u),
+   then `Grid.coordinate`), its width the secant of the +-1 sigma points mapped the same way:
+   the decoder's Gaussian pushed forward through the inverse asinh and the grid, linearised
+   per record. The linearisation only costs bits, never correctness: any distribution the
+   decoder can rebuild is a valid code. The Gaussian path has two corrections fitted per
+   column and block: spikes (the block's most frequent exact values, coded first as "which
+   spike, or none", adaptively) and a widening (the power of 2 by which the decoder's spreads
+   are scaled). A wide Gaussian is split: the residual's high part under the Gaussian, its
+   low `b` bits uniform. Escapes: a residual beyond 32 standard deviations (FAR: its sign and
+   bit length, then its bits) and a value the grid cannot hit within its bound (RAW: the 64
+   bits of the float64); a column with such a value is never coded by the mixture.
+
+With `compress.dictionary`, both sides count the dictionary's records into every context
+model before the block's first value (`_Dictionary`): its codes on the block's latent steps,
+its categories and its values on the block's grids.
 
 The header (zlib'd JSON) holds the block's grids, missing counts, latent steps, unseen values
 and a CRC32 of the values the block decodes to.
@@ -47,9 +52,10 @@ import constriction
 import numpy as np
 import pandas as pd
 
+from configs.schema import CompressConfig
+from pipeline.archive import context
 from pipeline.archive.network import DecoderNet, DecoderOutputs
-from pipeline.archive.quantize import MAX_INDEX, choose_grid, grid_from_dict
-from pipeline.archive.settings import CompressSettings
+from pipeline.archive.quantize import MAX_INDEX, choose_grid, column_tolerance, grid_from_dict
 
 _model = constriction.stream.model
 _queue = constriction.stream.queue
@@ -101,13 +107,16 @@ class CodedBlock:
 class BlockCoder:
     """Codes the modelled columns of a typed frame under one bundle's model and encoding."""
 
-    def __init__(self, model, encoding, settings: CompressSettings) -> None:
+    def __init__(
+        self, model, encoding, settings: CompressConfig, dictionary: pd.DataFrame | None = None
+    ) -> None:
         self._model = model
         self._net = DecoderNet(model)
         self._encoding = encoding
         self._settings = settings
         cards = [spec.cardinality for spec in encoding.categorical]
         self._offsets = np.concatenate([[0], np.cumsum(cards)]).astype(int)
+        self._dictionary = _Dictionary(dictionary, encoding, model)
 
     # ---------------------------------------------------------------- encoding
     def encode(self, frame: pd.DataFrame) -> CodedBlock:
@@ -123,34 +132,58 @@ class BlockCoder:
         for mask in missing:
             _encode_mask(encoder, mask)
         bits.masks = encoder.num_bits() - bits.code
-        header["grids"] = [
-            self._encode_numeric_column(encoder, frame, j, outputs, ~missing[j])
-            for j in range(len(self._encoding.numeric))
-        ]
-        bits.numbers = encoder.num_bits() - bits.code - bits.masks
-        header["literals"] = [
-            self._encode_categories(encoder, frame, j, outputs, missing)
-            for j in range(len(self._encoding.categorical))
-        ]
-        bits.categories = encoder.num_bits() - bits.code - bits.masks - bits.numbers
+        # Categories first: they are the numbers' candidate parents (`context`).
+        parents = _Known(self._dictionary)
+        header["literals"], header["category_mix"] = [], []
+        for j, _ in enumerate(self._encoding.categorical):
+            literals, index, mix = self._encode_categories(
+                encoder, frame, j, outputs, missing, parents
+            )
+            header["literals"].append(literals)
+            header["category_mix"].append(mix)
+            parents.add(f"c{j}", index, self._dictionary.classes[j])
+        bits.categories = encoder.num_bits() - bits.code - bits.masks
+        header["grids"] = []
+        for j in range(len(self._encoding.numeric)):
+            entry, decoded = self._encode_numeric_column(
+                encoder, frame, j, outputs, ~missing[j], parents
+            )
+            header["grids"].append(entry)
+            parents.add(f"n{j}", decoded, self._dictionary.on_grid(j, header["grids"][j]))
+        bits.numbers = encoder.num_bits() - bits.code - bits.masks - bits.categories
         return CodedBlock(header, encoder.get_compressed(), bits)
 
-    def _encode_numeric_column(self, encoder, frame, j: int, outputs, present) -> dict:
-        """Code one numeric column's present values; returns its header entry (the grid, the
-        spikes and the widening the decoder needs)."""
+    def _encode_numeric_column(self, encoder, frame, j: int, outputs, present, parents):
+        """Code one numeric column's present values; returns its header entry (the grid, and
+        the spikes and widening, or the mixture's range and parents, the decoder needs) and
+        the values the column decodes to (NaN where missing)."""
         spec = self._encoding.numeric[j]
-        x = frame[spec.name].to_numpy(dtype=np.float64)[present]
-        tolerance = self._settings.tolerance(spec.name)
+        column = frame[spec.name].to_numpy(dtype=np.float64)
+        x = column[present]
+        tolerance = column_tolerance(self._settings, spec.name)
         grid = choose_grid(x, tolerance)
         model = _numeric_model(outputs, j, present, spec, grid)
-        spikes, widening = [], 0
+        spikes, widening, mix = [], 0, None
+        k, ok = grid.representable(x, tolerance)
+        primer = self._dictionary.numeric(j, grid, tolerance)
+        theirs = self._dictionary.numeric_model(j, spec, grid)
         if model is not None and len(x):
-            k, ok = grid.representable(x, tolerance)
             spikes = choose_spikes(k, ok)
             rest = _spike_symbols(k, ok, spikes) == 0
             widening = choose_widening(_take(model, rest), k[rest], ok[rest])
-        _encode_numbers(encoder, x, grid, tolerance, model, spikes, widening)
-        return {**grid.to_dict(), "spikes": spikes, "widening": widening}
+            mix = _choose_mixture(x, grid, tolerance, model, spikes, widening, k, ok,
+                                  parents.view(present, primer, theirs))  # fmt: skip
+        if mix is None:
+            _encode_numbers(encoder, x, grid, tolerance, model, spikes, widening)
+        else:
+            _encode_mixture(encoder, k, model, mix, parents.view(present, primer, theirs))
+        if mix is not None:  # the Gaussian's corrections are not used: not stored
+            spikes, widening = [], 0
+        entry = {**grid.to_dict(), "spikes": spikes, "widening": widening, "mix": mix}
+        decoded = column.copy()
+        if len(x):
+            decoded[present] = np.where(ok, grid.value(k), x)
+        return entry, decoded
 
     def _encode_latent(self, frame: pd.DataFrame, encoder, header: dict) -> np.ndarray:
         packed = self._encoding.encode(frame)
@@ -162,13 +195,19 @@ class BlockCoder:
             for s in spread
         ]
         header["latent_step"] = steps
+        header["latent_parents"] = []
+        self._dictionary.quantize(steps, self._net)
         z = np.zeros_like(z_mean)
         for i, step in enumerate(steps):
             if step is None:
+                header["latent_parents"].append(None)
                 continue
             top = _latent_top(step)
             symbols = np.clip(np.rint(z_mean[:, i] / step), -top, top).astype(np.int32)
-            encoder.encode(symbols, _model.QuantizedGaussian(-top, top, 0.0, 1.0 / step))
+            mine = self._dictionary.latent(i, top)
+            parents = _choose_latent_parents(symbols, z, steps[:i], top, step, mine)
+            header["latent_parents"].append(parents)
+            _code_latent(encoder, symbols, z, parents, top, step, primed=mine)
             z[:, i] = symbols * step
         return z
 
@@ -177,22 +216,39 @@ class BlockCoder:
         masks += [frame[s.name].isna().to_numpy() for s in self._encoding.categorical]
         return masks
 
-    def _encode_categories(self, encoder, frame, j, outputs, missing) -> list[str]:
+    def _encode_categories(self, encoder, frame, j, outputs, missing, parents):
+        """Code one categorical column; returns (its unseen values, in first-seen order, each
+        record's class index, -1 where missing: a context for what follows, and the header
+        entry of its mixture, None when the softmax alone codes it in fewer bits)."""
         spec = self._encoding.categorical[j]
         present = ~missing[len(self._encoding.numeric) + j]
         values = frame[spec.name].to_numpy(dtype=object)[present]
         index = pd.Index(spec.vocabulary, dtype=object).get_indexer(values)
         unseen = index < 0
         index[unseen] = spec.oov_index
+        mix = None
         if present.any():
             probabilities = self._probabilities(outputs, j, present)
-            encoder.encode(index.astype(np.int32), _model.Categorical(perfect=False), probabilities)
+            view = parents.view(present, self._dictionary.class_primer(j), self._argmax(j))
+            mix = _choose_category_mixture(index, probabilities, view)
+            _encode_classes(encoder, index, probabilities, mix, view)
         literals = list(dict.fromkeys(values[unseen]))  # first-seen order
         if len(literals) > 1:
             position = pd.Index(literals, dtype=object).get_indexer(values[unseen])
             sizes = np.full(len(position), len(literals), dtype=np.int32)
             encoder.encode(position.astype(np.int32), _model.Uniform(), sizes)
-        return [str(v) for v in literals]
+        classes = np.full(len(present), -1, dtype=np.int64)
+        classes[present] = index
+        return [str(v) for v in literals], classes, mix
+
+    def _argmax(self, j: int) -> np.ndarray | None:
+        """The decoder's most likely class of categorical column j for the dictionary's
+        records where it is present (None without a dictionary)."""
+        outputs = self._dictionary.outputs
+        if outputs is None:
+            return None
+        present = self._dictionary.classes[j] >= 0
+        return np.argmax(self._probabilities(outputs, j, present), axis=1)
 
     def _probabilities(self, outputs: DecoderOutputs, j: int, present: np.ndarray) -> np.ndarray:
         logits = outputs.logits[present, self._offsets[j] : self._offsets[j + 1]]
@@ -205,39 +261,56 @@ class BlockCoder:
         n = int(header["n"])
         decoder = _queue.RangeDecoder(np.asarray(words, dtype=np.uint32))
         z = np.zeros((n, self._net.latent_dim))
+        self._dictionary.quantize(header["latent_step"], self._net)
         for i, step in enumerate(header["latent_step"]):
             if step is None:
                 continue
             top = _latent_top(step)
-            symbols = decoder.decode(_model.QuantizedGaussian(-top, top, 0.0, 1.0 / step), n)
-            z[:, i] = symbols * step
+            parents, mine = header["latent_parents"][i], self._dictionary.latent(i, top)
+            z[:, i] = _code_latent(decoder, None, z, parents, top, step, n, mine) * step
         outputs = self._net(z)
         missing = [_decode_mask(decoder, n, int(count)) for count in header["missing"]]
         columns: dict[str, object] = {}
-        for j, spec in enumerate(self._encoding.numeric):
-            present = ~missing[j]
-            grid = grid_from_dict(header["grids"][j])
-            model = _numeric_model(outputs, j, present, spec, grid)
-            x = np.full(n, np.nan)
-            spikes, widening = header["grids"][j]["spikes"], header["grids"][j]["widening"]
-            count = int(present.sum())
-            x[present] = _decode_numbers(decoder, count, grid, model, spikes, widening)
-            columns[spec.name] = x
+        parents = _Known(self._dictionary)
         offset = len(self._encoding.numeric)
         for j, spec in enumerate(self._encoding.categorical):
             present = ~missing[offset + j]
-            columns[spec.name] = self._decode_categories(
-                decoder, outputs, j, present, header["literals"][j]
+            mix = header["category_mix"][j]
+            columns[spec.name], classes = self._decode_categories(
+                decoder, outputs, j, present, header["literals"][j], mix, parents
             )
-        return pd.DataFrame(columns, index=pd.RangeIndex(n))
+            parents.add(f"c{j}", classes, self._dictionary.classes[j])
+        for j, spec in enumerate(self._encoding.numeric):
+            present = ~missing[j]
+            entry = header["grids"][j]
+            grid = grid_from_dict(entry)
+            model = _numeric_model(outputs, j, present, spec, grid)
+            x = np.full(n, np.nan)
+            count = int(present.sum())
+            if entry.get("mix") is None:
+                x[present] = _decode_numbers(
+                    decoder, count, grid, model, entry["spikes"], entry["widening"]
+                )
+            else:
+                tolerance = column_tolerance(self._settings, spec.name)
+                primer = self._dictionary.numeric(j, grid, tolerance)
+                theirs = self._dictionary.numeric_model(j, spec, grid)
+                view = parents.view(present, primer, theirs)
+                x[present] = _decode_mixture(decoder, grid, model, entry["mix"], view)
+            columns[spec.name] = x
+            parents.add(f"n{j}", x, self._dictionary.on_grid(j, entry))
+        names = [s.name for s in self._encoding.numeric + self._encoding.categorical]
+        return pd.DataFrame({name: columns[name] for name in names}, index=pd.RangeIndex(n))
 
-    def _decode_categories(self, decoder, outputs, j, present, literals) -> np.ndarray:
+    def _decode_categories(self, decoder, outputs, j, present, literals, mix, parents):
         spec = self._encoding.categorical[j]
         out = np.full(len(present), None, dtype=object)
+        classes = np.full(len(present), -1, dtype=np.int64)
         if not present.any():
-            return out
+            return out, classes
         probabilities = self._probabilities(outputs, j, present)
-        index = decoder.decode(_model.Categorical(perfect=False), probabilities)
+        view = parents.view(present, self._dictionary.class_primer(j), self._argmax(j))
+        index = _decode_classes(decoder, probabilities, mix, view)
         vocabulary = np.asarray(list(spec.vocabulary) + [None], dtype=object)
         values = vocabulary[index]
         unseen = np.flatnonzero(index == spec.oov_index)
@@ -250,7 +323,8 @@ class BlockCoder:
         if len(unseen):
             values[unseen] = literal_array[position]
         out[present] = values
-        return out
+        classes[present] = index
+        return out, classes
 
 
 # -------------------------------------------------------------------- the code
@@ -262,6 +336,51 @@ def _snap_step(step: float) -> float:
 
 def _latent_top(step: float) -> int:
     return int(math.ceil(PRIOR_RANGE / step)) + 1
+
+
+def _choose_latent_parents(
+    symbols, z, earlier_steps, top: int, step: float, primed=None
+) -> list[int] | None:
+    """Earlier latent dimensions whose symbols tell about this one's (the aggregate
+    posterior is no product of independent priors), or None when the prior alone codes
+    the dimension in fewer bits."""
+    used = [i for i, s in enumerate(earlier_steps) if s is not None]
+    candidates = {i: z[:, i] for i in used}
+    parents = context.choose_parents(symbols.astype(np.int64) + top, candidates) if used else []
+    plain, mixed = _queue.RangeEncoder(), _queue.RangeEncoder()
+    _code_latent(plain, symbols, z, None, top, step)
+    _code_latent(mixed, symbols, z, parents, top, step, primed=primed)
+    return parents if mixed.num_bits() < plain.num_bits() else None
+
+
+def _code_latent(
+    coder, symbols, z, parents, top: int, step: float, count: int | None = None, primed=None
+):
+    """One latent dimension's symbols under the prior N(0, 1) (parents None), or under a
+    mixture with the prior as base measure and earlier dimensions as contexts (primed with
+    the dictionary's codes, `primed` = (their z, their symbols)). Encodes `symbols`, or
+    decodes `count` of them when `symbols` is None."""
+    family = _model.QuantizedGaussian(-top, top, 0.0, 1.0 / step)
+    if parents is None:
+        if symbols is None:
+            return np.asarray(coder.decode(family, count), dtype=np.int64)
+        coder.encode(symbols, family)
+        return symbols
+    from scipy.special import ndtr
+
+    edges = (np.arange(-top, top + 2, dtype=np.float64) - 0.5) * step
+    prior = np.maximum(np.diff(ndtr(edges)), context.FLOOR)
+    prior /= prior.sum()
+    n = len(z) if symbols is None else len(symbols)
+    # The dictionary's z, and its symbols of this dimension shifted to 0..2 top.
+    primed_z, primer = (np.zeros((0, z.shape[1])), None) if primed is None else primed
+    rows = len(primed_z)
+    values = [np.concatenate([primed_z[:, i], z[:, i]]) for i in parents]
+    contexts = context.contexts(np.zeros(rows + n), values, rows, primed_prediction=True)
+    base = lambda r: np.broadcast_to(prior, (len(range(n)[r]), len(prior)))  # noqa: E731
+    shifted = None if symbols is None else (symbols + top).astype(np.int32)
+    out, _ = context.code(coder, shifted, base, n, 2 * top + 1, contexts, primer)
+    return out.astype(np.int64) - top
 
 
 # -------------------------------------------------------------------- masks
@@ -345,6 +464,240 @@ def choose_widening(model: _NumericModel, k: np.ndarray, ok: np.ndarray) -> int:
         p = ndtr((offset + 0.5) / s) - ndtr((offset - 0.5) / s)
         costs.append(-np.log2(np.maximum(p, 2.0**-24)).sum())
     return int(WIDENINGS[int(np.argmin(costs))])
+
+
+# -------------------------------------------------------------------- the mixture
+def _choose_category_mixture(index, probabilities, view: _View) -> dict | None:
+    """A category's mixture (the decoder's softmax as base measure; contexts: its argmax and
+    up to two earlier categories) when it codes the column in fewer bits than the softmax."""
+    mix = {"parents": view.choose_parents(index.astype(np.int64))}
+    plain = _queue.RangeEncoder()
+    _encode_classes(plain, index, probabilities, None, view)
+    mixed = _queue.RangeEncoder()
+    _encode_classes(mixed, index, probabilities, mix, view)
+    return mix if mixed.num_bits() < plain.num_bits() else None
+
+
+def _class_inputs(probabilities, mix: dict, view: _View):
+    floored = np.maximum(probabilities, context.FLOOR)
+    floored /= floored.sum(axis=1, keepdims=True)
+    contexts = view.contexts(np.argmax(probabilities, axis=1), mix["parents"], view.primed_model)
+    return (lambda rows: floored[rows]), contexts
+
+
+def _encode_classes(encoder, index, probabilities, mix, view: _View) -> None:
+    if mix is None:
+        encoder.encode(index.astype(np.int32), _model.Categorical(perfect=False), probabilities)
+        return
+    base, contexts = _class_inputs(probabilities, mix, view)
+    size = probabilities.shape[1]
+    context.code(encoder, index.astype(np.int32), base, len(index), size, contexts, view.symbols())
+
+
+def _decode_classes(decoder, probabilities, mix, view: _View) -> np.ndarray:
+    if mix is None:
+        return decoder.decode(_model.Categorical(perfect=False), probabilities)
+    base, contexts = _class_inputs(probabilities, mix, view)
+    size = probabilities.shape[1]
+    count = len(probabilities)
+    return context.code(decoder, None, base, count, size, contexts, view.symbols())[0]
+
+
+def _choose_mixture(x, grid, tolerance, model, spikes, widening, k, ok, view: _View):
+    """The mixture's header entry (`context`) when it codes the column in fewer bits than the
+    Gaussian with spikes, else None. Both are tried on scratch coders: the choice costs a
+    flag in the header, never a bit more than the better code."""
+    if not ok.all():
+        return None
+    lo, hi = int(k.min()), int(k.max())
+    if hi - lo + 1 > context.MAX_ALPHABET:
+        return None
+    mix = {"lo": lo, "size": hi - lo + 1, "widening": choose_widening(model, k, ok)}
+    mix["parents"] = view.choose_parents(k - lo, lo, hi - lo + 1)
+    scratch = _queue.RangeEncoder()
+    _encode_numbers(scratch, x, grid, tolerance, model, spikes, widening)
+    gaussian_bits = scratch.num_bits()
+    scratch = _queue.RangeEncoder()
+    _encode_mixture(scratch, k, model, mix, view)
+    return mix if scratch.num_bits() < gaussian_bits else None
+
+
+def _mixture_inputs(model, mix: dict, view: _View):
+    """(the decoder's binned Gaussian as a function of rows, the contexts, the primer)."""
+    model = _rescaled(model, int(mix["widening"]))
+    location, spread, size = model.location - mix["lo"], model.spread, mix["size"]
+    prediction = np.clip(np.rint(location), 0, size - 1)
+    primed = None
+    if view.primed_model is not None:
+        theirs = _rescaled(view.primed_model, int(mix["widening"]))
+        primed = np.clip(np.rint(theirs.location - mix["lo"]), 0, size - 1)
+    contexts = view.contexts(prediction, mix["parents"], primed)
+    base = lambda rows: context.gaussian_bins(location[rows], spread[rows], size)  # noqa: E731
+    return base, contexts, view.symbols(mix["lo"], size)
+
+
+def _encode_mixture(encoder, k, model, mix: dict, view: _View) -> None:
+    base, contexts, primer = _mixture_inputs(model, mix, view)
+    symbols = (k - mix["lo"]).astype(np.int32)
+    context.code(encoder, symbols, base, len(symbols), mix["size"], contexts, primer)
+
+
+def _decode_mixture(decoder, grid, model, mix: dict, view: _View) -> np.ndarray:
+    if not view.present.any():
+        return np.zeros(0)
+    base, contexts, primer = _mixture_inputs(model, mix, view)
+    count = int(view.present.sum())
+    symbols, _ = context.code(decoder, None, base, count, mix["size"], contexts, primer)
+    return grid.value(mix["lo"] + symbols.astype(np.int64))
+
+
+# -------------------------------------------------------------------- contexts
+class _Dictionary:
+    """Records both sides know before a block (`compress.dictionary`, e.g. rows the model
+    trained on): their values are counted into the context models first, so that a block
+    pays nothing to learn what they already show. Empty when there is none."""
+
+    def __init__(self, frame: pd.DataFrame | None, encoding, model=None) -> None:
+        self.rows = 0 if frame is None else len(frame)
+        self._z_mean = np.zeros((0, 0))
+        if self.rows and model is not None:
+            # The Keras encoder runs once per worker, on the same rows on both sides; a machine
+            # whose float32 kernels round a mean across a step boundary is caught by the CRC.
+            z_mean, _ = model.encode(encoding.encode(frame))
+            self._z_mean = np.asarray(z_mean, dtype=np.float64)
+        self.z = np.zeros((self.rows, 0))
+        self.outputs: DecoderOutputs | None = None
+        self._symbols: dict[int, np.ndarray] = {}
+        self._numbers = []
+        self.classes = []
+        for spec in encoding.numeric:
+            values = frame[spec.name] if frame is not None else pd.Series([], dtype=float)
+            self._numbers.append(pd.to_numeric(values, errors="coerce").to_numpy(np.float64))
+        for spec in encoding.categorical:
+            values = frame[spec.name] if frame is not None else pd.Series([], dtype=object)
+            values = values.to_numpy(dtype=object)
+            present = pd.notna(values)
+            index = pd.Index(spec.vocabulary, dtype=object).get_indexer(values[present])
+            index[index < 0] = spec.oov_index
+            classes = np.full(len(values), -1, dtype=np.int64)
+            classes[present] = index
+            self.classes.append(classes)
+
+    def quantize(self, steps, net: DecoderNet) -> None:
+        """The dictionary's codes on a block's latent steps, and the decoder's outputs."""
+        if not len(self._z_mean):
+            return
+        self.z = np.zeros_like(self._z_mean)
+        for i, step in enumerate(steps):
+            if step is not None:
+                top = _latent_top(step)
+                self._symbols[i] = np.clip(np.rint(self._z_mean[:, i] / step), -top, top)
+                self.z[:, i] = self._symbols[i] * step
+        self.outputs = net(self.z)
+
+    def latent(self, i: int, top: int):
+        """(the dictionary's z, its symbols of dimension i shifted to 0..2 top), or None."""
+        if i not in self._symbols:
+            return None
+        return self.z, (self._symbols[i] + top).astype(np.int32)
+
+    def class_primer(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """(present mask, symbols) of categorical column j."""
+        classes = self.classes[j]
+        return classes >= 0, classes[classes >= 0]
+
+    def numeric(self, j: int, grid, tolerance) -> tuple[np.ndarray, np.ndarray]:
+        """(present mask, bin indices on the block's grid; values the grid cannot hold
+        within their bound are marked by -2**62)."""
+        x = self._numbers[j]
+        present = ~np.isnan(x)
+        if grid.step == 0 or not present.any():
+            return present, np.full(int(present.sum()), -(2**62), dtype=np.int64)
+        k, ok = grid.representable(x[present], tolerance)
+        return present, np.where(ok, k, -(2**62))
+
+    def numeric_model(self, j: int, spec, grid):
+        """The decoder's Gaussian of numeric column j's present dictionary values on the
+        block's grid (None without a dictionary or a grid)."""
+        if self.outputs is None:
+            return None
+        return _numeric_model(self.outputs, j, ~np.isnan(self._numbers[j]), spec, grid)
+
+    def on_grid(self, j: int, entry: dict) -> np.ndarray:
+        """Column j's values as the block's grid decodes them (NaN where missing): the
+        context values a block's records of the same value share."""
+        x = self._numbers[j].copy()
+        present = ~np.isnan(x)
+        if present.any():
+            grid = grid_from_dict(entry)
+            if grid.step != 0:
+                k = grid.index(x[present])
+                x[present] = grid.value(k)
+        return x
+
+
+class _Known:
+    """What both sides know when a column is coded: the earlier columns' values (context
+    candidates) for the block's records and for the dictionary's."""
+
+    def __init__(self, dictionary: _Dictionary) -> None:
+        self.dictionary = dictionary
+        self.block: dict[str, np.ndarray] = {}
+        self.primed: dict[str, np.ndarray] = {}
+
+    def add(self, key: str, values: np.ndarray, primed: np.ndarray) -> None:
+        self.block[key] = np.asarray(values, dtype=np.float64)
+        self.primed[key] = np.asarray(primed, dtype=np.float64)
+
+    def view(self, present: np.ndarray, primer, primed_model=None) -> _View:
+        return _View(self, present, *primer, primed_model)
+
+
+@dataclass
+class _View:
+    """One column's view of `_Known`: its present records, the dictionary's present ones
+    and their symbols."""
+
+    known: _Known
+    present: np.ndarray
+    primed_present: np.ndarray
+    primed_symbols: np.ndarray
+    primed_model: object = None  # the decoder's model of the dictionary's values, if known
+
+    def values(self, key: str) -> np.ndarray:
+        """The dictionary's values of `key` (where this column is present), then the
+        block's."""
+        known = self.known
+        return np.concatenate([known.primed[key][self.primed_present],
+                               known.block[key][self.present]])  # fmt: skip
+
+    def contexts(self, prediction: np.ndarray, keys, primed=None) -> context.Contexts:
+        """The contexts of this column; `primed`: the decoder's bins of the dictionary's
+        values (then its bin contexts are primed too)."""
+        rows = int(self.primed_present.sum())
+        values = [self.values(key) for key in keys]
+        if primed is None:
+            return context.contexts(prediction, values, rows)
+        both = np.concatenate([primed, prediction])
+        return context.contexts(both, values, rows, primed_prediction=True)
+
+    def symbols(self, lo: int = 0, size: int | None = None) -> np.ndarray:
+        """The dictionary's symbols in this column's alphabet (-1: none)."""
+        s = self.primed_symbols.astype(np.int64) - lo
+        if size is not None:
+            s = np.where((s >= 0) & (s < size), s, -1)
+        return s.astype(np.int32) if len(s) else np.zeros(0, dtype=np.int32)
+
+    def choose_parents(self, symbols, lo: int = 0, size: int | None = None) -> list[str]:
+        primed = self.symbols(lo, size)
+        keep = primed >= 0
+        every = np.concatenate([primed[keep], symbols]).astype(np.int64)
+        rows = int(self.primed_present.sum())
+        candidates = {}
+        for key in self.known.block:
+            ids, _ = context.compact(self.values(key))
+            candidates[key] = np.concatenate([ids[:rows][keep], ids[rows:]])
+        return context.choose_parents(every, candidates)
 
 
 def _encode_numbers(encoder, x, grid, tolerance, model, spikes, widening: int) -> None:

@@ -24,7 +24,7 @@ import lzma
 import os
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -145,20 +145,33 @@ def checksum(frame: pd.DataFrame, numeric: list[str], categorical: list[str]) ->
 # ---------------------------------------------------------------- archive.json
 def archive_info(
     manifest: dict, settings, data_config, sources: list[str], columns: list[str],
-    integer_columns: list[str],
+    integer_columns: list[str], dictionary_sha256: str | None = None,
 ) -> dict:  # fmt: skip
     """archive.json: what decoding needs besides the blocks."""
     return {
+        "dictionary_sha256": dictionary_sha256,
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "model": model_fingerprint(manifest),
-        "settings": settings.to_dict(),
+        "settings": asdict(settings),
         "columns": list(columns),
         "id_column": data_config.id_column,
         "exclude_columns": list(data_config.exclude_columns),
         "sources": list(sources),
-        "integer_columns": list(integer_columns),
+        # Positions in `columns` (archive.json is part of what the archive costs).
+        "integer_columns": [list(columns).index(c) for c in integer_columns if c in columns],
     }
+
+
+def integer_columns(info: dict) -> set[str]:
+    """The numeric columns that decode to integers (archive.json keeps their positions)."""
+    columns = info["columns"]
+    return {columns[i] if isinstance(i, int) else i for i in info.get("integer_columns", ())}
+
+
+def info_text(info: dict) -> str:
+    """archive.json's text: compact (it is part of what the archive costs)."""
+    return json.dumps(info, separators=(",", ":"))
 
 
 def model_fingerprint(manifest: dict) -> dict[str, str]:

@@ -23,7 +23,23 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from pipeline.archive.settings import Tolerance
+
+@dataclass(frozen=True)
+class Tolerance:
+    """|x' - x| <= max(absolute, relative * |x|); both 0: bit-exact."""
+
+    absolute: float = 0.0
+    relative: float = 0.0
+
+    @property
+    def lossless(self) -> bool:
+        return self.absolute == 0.0 and self.relative == 0.0
+
+
+def column_tolerance(settings, column: str) -> Tolerance:
+    """One numeric column's bound under the config's `compress` section (`CompressConfig`)."""
+    return Tolerance(*settings.bound(column))
+
 
 MAX_INDEX = 2.0**61  # indices stay far inside int64 (differences of two must fit too)
 MAX_DECIMALS = 15

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from pipeline.archive.quantize import within
-from pipeline.archive.settings import CompressSettings
+from configs.schema import CompressConfig
+from pipeline.archive.quantize import column_tolerance, within
 
 MAX_REPORTED = 5
 
@@ -27,7 +27,7 @@ def violations(
     original: pd.DataFrame,
     decoded: pd.DataFrame,
     encoding,
-    settings: CompressSettings,
+    settings: CompressConfig,
     record_ids: Sequence[str],
 ) -> list[str]:
     """One line per broken value (at most MAX_REPORTED per column), naming record and column."""
@@ -35,7 +35,7 @@ def violations(
     for spec in encoding.numeric:
         x = original[spec.name].to_numpy(dtype=np.float64)
         y = decoded[spec.name].to_numpy(dtype=np.float64)
-        tolerance = settings.tolerance(spec.name)
+        tolerance = column_tolerance(settings, spec.name)
         present = ~np.isnan(x)
         bad = present != ~np.isnan(y)
         ok = np.zeros(len(x), bool)

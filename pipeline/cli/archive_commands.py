@@ -39,14 +39,13 @@ def add_archive_parsers(commands) -> None:
 
 
 def cmd_compress(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
-    from pipeline.archive.settings import settings_from, split_overrides
+    """The model's config (or --config files), --set overrides; its `compress` section is
+    the archive's settings."""
     from pipeline.jobs.compress import compress
     from pipeline.jobs.settings import model_config
 
-    ours, others = _compress_overrides(args.set, split_overrides)
-    config = model_config(args.model, args.config, others)
-    settings = settings_from(config, ours)
-    compress(args.model, args.input, args.output, config, settings, beam_args)
+    config = model_config(args.model, args.config, args.set)
+    compress(args.model, args.input, args.output, config, config.compress, beam_args)
     return 0
 
 
@@ -55,16 +54,6 @@ def cmd_decompress(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
 
     result = decompress(args.model, args.input, args.output, beam_args)
     return 0 if result.rows_dead_lettered == 0 else 1
-
-
-def _compress_overrides(overrides: Sequence[str], split) -> tuple[list[str], list[str]]:
-    """`compress.*` overrides apart while the config schema has no `compress` section (then
-    the config loader reads them like any other key, and `settings_from` its section)."""
-    from configs import VaepipeConfig
-
-    if "compress" in VaepipeConfig.__dataclass_fields__:
-        return [], list(overrides)
-    return split(overrides)
 
 
 def _add_config(sub: argparse.ArgumentParser) -> None:

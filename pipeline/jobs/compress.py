@@ -21,9 +21,9 @@ import pyarrow as pa
 from apache_beam.io import fileio
 
 from configs import ConfigError, VaepipeConfig, save_config
+from configs.schema import CompressConfig
 from pipeline.archive import format as fmt
-from pipeline.archive.blocks import Archiver, bits_per_record
-from pipeline.archive.settings import CompressSettings
+from pipeline.archive.blocks import Archiver, bits_per_record, dictionary_for
 from pipeline.artifacts.bundle import load_bundle
 from pipeline.core import metrics
 from pipeline.core.fs import files_below, write_bytes, write_text
@@ -89,7 +89,7 @@ class _CompressDoFn(beam.DoFn):
     """(position, typed chunk) -> one block file in `staging`; the bundle is loaded once per
     worker."""
 
-    def __init__(self, model_dir: str, settings: CompressSettings, data_config, sources, staging):
+    def __init__(self, model_dir: str, settings: CompressConfig, data_config, sources, staging):
         self._model_dir = model_dir
         self._settings = settings
         self._data = data_config
@@ -102,12 +102,14 @@ class _CompressDoFn(beam.DoFn):
 
     def setup(self):
         bundle = load_bundle(self._model_dir)
+        dictionary, _ = dictionary_for(self._settings, self._data, bundle.encoding)
         self._archiver = Archiver(
             bundle.model,
             bundle.encoding,
             self._settings,
             self._data.id_column,
             tuple(self._data.exclude_columns),
+            dictionary,
         )
 
     def process(self, element):
@@ -134,7 +136,7 @@ def build_compress_pipeline(
     model_dir: str,
     encoding,
     config: VaepipeConfig,
-    settings: CompressSettings,
+    settings: CompressConfig,
     staging: str,
     sources: list[str],
 ) -> None:
@@ -165,7 +167,7 @@ def compress(
     input_pattern: str,
     output_dir: str,
     config: VaepipeConfig,
-    settings: CompressSettings,
+    settings: CompressConfig,
     beam_args: Sequence[str] = (),
     test_pipeline=None,
     echo: Callable[[str], None] = print,
@@ -179,6 +181,7 @@ def compress(
         raise ConfigError("compress archives tables read from files (CSV, Parquet, TFRecord)")
     paths = tabular.KIND.check_inputs(bundle, input_pattern, config)
     settings.check_columns([s.name for s in bundle.encoding.numeric])
+    _, digest = dictionary_for(settings, config.data, bundle.encoding)
     staging = fmt.new_staging(output_dir)
     echo(f"compressing {input_pattern} with {model_dir}")
     counts = run_pipeline(
@@ -188,8 +191,8 @@ def compress(
         beam_args,
         test_pipeline,
     )
-    info = archive_info(bundle, config, settings, paths, counts)
-    write_text(os.path.join(staging, fmt.ARCHIVE_FILE), json.dumps(info, indent=1))
+    info = archive_info(bundle, config, settings, paths, counts, digest)
+    write_text(os.path.join(staging, fmt.ARCHIVE_FILE), fmt.info_text(info))
     save_config(config, os.path.join(staging, fmt.CONFIG))
     result = _result(output_dir, staging, counts, paths, time.perf_counter() - started)
     write_text(os.path.join(staging, fmt.SUMMARY), json.dumps(result.__dict__, indent=1))
@@ -201,7 +204,9 @@ def compress(
     return result
 
 
-def archive_info(bundle, config, settings, paths: list[str], counts: dict) -> dict:
+def archive_info(
+    bundle, config, settings, paths: list[str], counts: dict, digest: str | None = None
+) -> dict:
     """archive.json, with the columns in the first input's order."""
     data = config.data
     columns = input_columns(paths[0], data) if paths else []
@@ -210,7 +215,7 @@ def archive_info(bundle, config, settings, paths: list[str], counts: dict) -> di
         columns += list(data.exclude_columns)
     numeric = [s.name for s in bundle.encoding.numeric]
     integers = [c for c in numeric if not counts.get(NON_INTEGER_PREFIX + c)]
-    return fmt.archive_info(bundle.manifest, settings, data, paths, columns, integers)
+    return fmt.archive_info(bundle.manifest, settings, data, paths, columns, integers, digest)
 
 
 def _result(output_dir, staging, counts: dict, paths: list[str], seconds: float):

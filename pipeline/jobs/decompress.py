@@ -22,9 +22,9 @@ import pyarrow.parquet as pq
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 
+from configs.schema import CompressConfig
 from pipeline.archive import format as fmt
-from pipeline.archive.blocks import UNDECODABLE_BLOCK, Archiver
-from pipeline.archive.settings import CompressSettings
+from pipeline.archive.blocks import UNDECODABLE_BLOCK, Archiver, dictionary_for
 from pipeline.artifacts.bundle import load_bundle
 from pipeline.core import metrics
 from pipeline.core.fs import exists, files_below, move_tree, write_bytes, write_text
@@ -63,13 +63,15 @@ class _DecompressDoFn(beam.DoFn):
 
     def setup(self):
         bundle = load_bundle(self._model_dir)
-        settings = CompressSettings(**self._info["settings"])
+        settings = CompressConfig(**self._info["settings"])
+        dictionary, _ = dictionary_for(settings, _trained_data(self._model_dir), bundle.encoding)
         self._archiver = Archiver(
             bundle.model,
             bundle.encoding,
             settings,
             self._info["id_column"],
             tuple(self._info["exclude_columns"]),
+            dictionary,
         )
 
     def process(self, row: dict):
@@ -84,6 +86,14 @@ class _DecompressDoFn(beam.DoFn):
         pq.write_table(table, buffer, compression="zstd")
         write_bytes(os.path.join(self._staging, name), buffer.getvalue())
         self._rows.inc(table.num_rows)
+
+
+def _trained_data(model_dir: str):
+    """The data settings the dictionary is read with: the model's own config's (compress
+    reads it with the run's, the model's unless data.* keys were overridden)."""
+    from pipeline.jobs.settings import model_config
+
+    return model_config(model_dir).data
 
 
 def undecodable(row: dict, err: Exception) -> DeadLetter:
@@ -104,6 +114,10 @@ def decompress(
     info = fmt.read_archive_info(archive_dir)
     bundle = load_bundle(model_dir, load_model=False)
     fmt.check_model(info, bundle.manifest, model_dir, archive_dir)
+    settings = CompressConfig(**info["settings"])
+    # A dictionary other than the one the archive was coded with is refused here, once.
+    expected = info.get("dictionary_sha256")
+    dictionary_for(settings, _trained_data(model_dir), bundle.encoding, expected)
     summary = json.loads(_read(os.path.join(archive_dir, fmt.SUMMARY)))
     pattern = os.path.join(archive_dir, fmt.BLOCKS, f"*{fmt.BLOCK_SUFFIX}")
     staging = fmt.new_staging(output_dir)

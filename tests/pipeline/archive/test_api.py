@@ -11,9 +11,8 @@ import pandas as pd
 import pytest
 
 from configs import VaepipeConfig
-from configs.schema import DataConfig
+from configs.schema import CompressConfig, DataConfig
 from pipeline.archive.api import compress_frame, decompress_archive, load_archive
-from pipeline.archive.settings import CompressSettings
 from pipeline.core.errors import BundleError
 
 MANIFEST = {"sha256": {"model.keras": "m" * 64, "encoding.json": "e" * 64}}
@@ -37,12 +36,12 @@ def config(**data) -> VaepipeConfig:
 
 def test_a_frame_comes_back_in_order_within_the_bound(tiny_model, encoding, frame_of, tmp_path):
     frame = user_frame(frame_of)
-    settings = CompressSettings(relative_tolerance=0.01)
+    settings = CompressConfig(relative_tolerance=0.01)
     conf = config(id_column="key", exclude_columns=("comment",))
     archive = compress_frame(bundle_of(tiny_model, encoding), frame, conf, settings)
     assert archive.rows == 650 and len(archive.blocks) == 4 and not archive.dead_letters
     assert 0 < archive.nbytes < 650 * 8 * 6  # below the raw float64s
-    restored = decompress_archive(bundle_of(tiny_model, encoding), archive)
+    restored = decompress_archive(bundle_of(tiny_model, encoding), archive, conf)
     assert list(restored.columns) == list(frame.columns)
     assert restored["key"].tolist() == frame["key"].tolist()
     assert restored["comment"].tolist() == frame["comment"].tolist()
@@ -50,24 +49,24 @@ def test_a_frame_comes_back_in_order_within_the_bound(tiny_model, encoding, fram
     x, y = frame["amount"].to_numpy(float), restored["amount"].to_numpy(float)
     assert np.all(np.abs(y - x) <= 0.01 * np.abs(x))
     again = decompress_archive(
-        bundle_of(tiny_model, encoding), load_archive(archive.save(str(tmp_path / "a")))
+        bundle_of(tiny_model, encoding), load_archive(archive.save(str(tmp_path / "a"))), conf
     )
     pd.testing.assert_frame_equal(again, restored)
 
 
 def test_without_an_id_column_the_rows_keep_their_order(tiny_model, encoding, frame_of):
     frame = user_frame(frame_of).drop(columns=["key"])
-    archive = compress_frame(
-        bundle_of(tiny_model, encoding), frame, config(exclude_columns=("comment",))
-    )
-    restored = decompress_archive(bundle_of(tiny_model, encoding), archive)
+    conf = config(exclude_columns=("comment",))
+    archive = compress_frame(bundle_of(tiny_model, encoding), frame, conf)
+    restored = decompress_archive(bundle_of(tiny_model, encoding), archive, conf)
     x, y = frame["wild"].to_numpy(float), restored["wild"].to_numpy(float)
     seen = ~np.isnan(x)
     assert np.array_equal(x[seen].view(np.int64), y[seen].view(np.int64))  # lossless default
 
 
 def test_another_model_is_refused(tiny_model, encoding, frame_of):
-    archive = compress_frame(bundle_of(tiny_model, encoding), frame_of(50, 1), config())
+    conf = config()
+    archive = compress_frame(bundle_of(tiny_model, encoding), frame_of(50, 1), conf)
     other = {"sha256": {**MANIFEST["sha256"], "model.keras": "x" * 64}}
     with pytest.raises(BundleError, match=r"another model .*model.keras"):
-        decompress_archive(bundle_of(tiny_model, encoding, other), archive)
+        decompress_archive(bundle_of(tiny_model, encoding, other), archive, conf)

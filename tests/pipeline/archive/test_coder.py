@@ -7,21 +7,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from configs.schema import CompressConfig
 from pipeline.archive import coder as coder_module
 from pipeline.archive import format as fmt
 from pipeline.archive.blocks import Archiver
 from pipeline.archive.coder import BlockCoder, header_bytes, header_from_bytes
-from pipeline.archive.settings import CompressSettings
 from pipeline.archive.verify import BoundViolation, violations
 from pipeline.core.records import RecordChunk
 
 SETTINGS = [
-    CompressSettings(),
-    CompressSettings(relative_tolerance=1e-3),
-    CompressSettings(relative_tolerance=1e-2),
-    CompressSettings(relative_tolerance=0.1),
-    CompressSettings(absolute_tolerance=0.5, relative_tolerance=0.01),
-    CompressSettings(
+    CompressConfig(),
+    CompressConfig(relative_tolerance=1e-3),
+    CompressConfig(relative_tolerance=1e-2),
+    CompressConfig(relative_tolerance=0.1),
+    CompressConfig(absolute_tolerance=0.5, relative_tolerance=0.01),
+    CompressConfig(
         relative_tolerance=0.01,
         column_tolerances={
             "amount": {"absolute_tolerance": 5.0},
@@ -53,7 +53,7 @@ def test_fuzzed_blocks_decode_within_the_bound(tiny_model, encoding, frame_of, s
 
 def test_tolerance_zero_is_bit_exact(tiny_model, encoding, frame_of):
     frame = frame_of(500, 5)
-    coder = BlockCoder(tiny_model, encoding, CompressSettings())
+    coder = BlockCoder(tiny_model, encoding, CompressConfig())
     block = coder.encode(frame)
     decoded = coder.decode(block.header, block.words)
     for spec in encoding.numeric:
@@ -64,7 +64,7 @@ def test_tolerance_zero_is_bit_exact(tiny_model, encoding, frame_of):
 
 def test_a_value_the_model_is_sure_of_costs_almost_nothing(tiny_model, encoding, frame_of):
     frame = frame_of(2000, 6)
-    coder = BlockCoder(tiny_model, encoding, CompressSettings(relative_tolerance=0.01))
+    coder = BlockCoder(tiny_model, encoding, CompressConfig(relative_tolerance=0.01))
     plain = coder.encode(frame).bits.numbers
     frame["rate"] = 1.0  # one exact value: a spike the block learns
     frame["count"] = frame["count"].where(frame["count"].isna(), 0.0)
@@ -76,7 +76,7 @@ def test_a_value_the_model_is_sure_of_costs_almost_nothing(tiny_model, encoding,
 def test_widening_the_bound_lowers_the_bits(tiny_model, encoding, frame_of):
     frame = frame_of(1500, 7)
     sizes = [
-        BlockCoder(tiny_model, encoding, CompressSettings(relative_tolerance=r)).encode(frame)
+        BlockCoder(tiny_model, encoding, CompressConfig(relative_tolerance=r)).encode(frame)
         for r in (0.0, 1e-3, 1e-2, 1e-1)
     ]
     bits = [len(b.words) for b in sizes]
@@ -85,7 +85,7 @@ def test_widening_the_bound_lowers_the_bits(tiny_model, encoding, frame_of):
 
 def test_unused_latent_dimensions_are_not_coded(tiny_model, encoding, frame_of, monkeypatch):
     monkeypatch.setattr(coder_module, "UNUSED_DIMENSION", 0.0)  # every dimension "unused"
-    coder = BlockCoder(tiny_model, encoding, CompressSettings())
+    coder = BlockCoder(tiny_model, encoding, CompressConfig())
     block = coder.encode(frame_of(300, 8))
     assert block.header["latent_step"] == [None] * 3 and block.bits.code == 0
     decoded = coder.decode(block.header, block.words)
@@ -94,13 +94,10 @@ def test_unused_latent_dimensions_are_not_coded(tiny_model, encoding, frame_of, 
 
 def test_archiver_checks_its_own_output(tiny_model, encoding, frame_of, monkeypatch):
     """A coder that decodes one value wrongly makes compress fail, naming record and column."""
-    archiver = Archiver(tiny_model, encoding, CompressSettings(relative_tolerance=0.01))
-    real = coder_module._decode_numbers
-
-    def two_percent_off(*args):
-        return real(*args) * 1.02
-
-    monkeypatch.setattr(coder_module, "_decode_numbers", two_percent_off)
+    archiver = Archiver(tiny_model, encoding, CompressConfig(relative_tolerance=0.01))
+    for name in ("_decode_numbers", "_decode_mixture"):  # both codes of a number
+        real = getattr(coder_module, name)
+        monkeypatch.setattr(coder_module, name, lambda *a, real=real: real(*a) * 1.02)
     with pytest.raises(BoundViolation, match=r"record 't.csv:\d+', column 'amount'"):
         archiver.compress_chunk(chunk(frame_of(300, 9)), 0)
 
@@ -111,7 +108,7 @@ def test_a_block_decodes_with_ids_and_excluded_columns(tiny_model, encoding, fra
     typed = chunk(frame)
     typed.record_ids = [f"id-{i}" for i in range(len(frame))]
     archiver = Archiver(
-        tiny_model, encoding, CompressSettings(relative_tolerance=0.01), "id", ("note",)
+        tiny_model, encoding, CompressConfig(relative_tolerance=0.01), "id", ("note",)
     )
     result = archiver.compress_chunk(typed, 3)
     info = {"columns": ["id", "city", "note", "amount"], "integer_columns": ["count"]}
@@ -131,7 +128,7 @@ def test_a_block_decodes_with_ids_and_excluded_columns(tiny_model, encoding, fra
 def test_a_block_that_decodes_to_other_values_is_caught_by_its_checksum(
     tiny_model, encoding, frame_of
 ):
-    archiver = Archiver(tiny_model, encoding, CompressSettings(relative_tolerance=0.01))
+    archiver = Archiver(tiny_model, encoding, CompressConfig(relative_tolerance=0.01))
     row = archiver.compress_chunk(chunk(frame_of(300, 11)), 0).row
     header, side, words = fmt.unpack(row["payload"])
     data = header_from_bytes(header)
@@ -142,12 +139,13 @@ def test_a_block_that_decodes_to_other_values_is_caught_by_its_checksum(
 
 @pytest.mark.parametrize("damage", ["grid", "words", "truncate", "magic"])
 def test_a_damaged_block_is_refused_with_a_value_error(tiny_model, encoding, frame_of, damage):
-    archiver = Archiver(tiny_model, encoding, CompressSettings(relative_tolerance=0.01))
+    archiver = Archiver(tiny_model, encoding, CompressConfig(relative_tolerance=0.01))
     payload = archiver.compress_chunk(chunk(frame_of(300, 11)), 0).row["payload"]
     header, side, words = fmt.unpack(payload)
     if damage == "grid":
         data = header_from_bytes(header)
-        data["grids"][0]["widening"] += 3
+        entry = data["grids"][0]
+        (entry["mix"] or entry)["widening"] += 3  # the widening its code used
         payload = fmt.pack(header_bytes(data), side, words)
     elif damage == "words":
         payload = fmt.pack(header, side, words[::-1].copy())
@@ -163,7 +161,7 @@ def test_a_non_integer_in_an_integer_category_is_a_dead_letter(tiny_model, encod
     frame = frame_of(50, 12)
     frame.loc[7, "level"] = "2.5"
     frame.loc[9, "level"] = "two"
-    archiver = Archiver(tiny_model, encoding, CompressSettings())
+    archiver = Archiver(tiny_model, encoding, CompressConfig())
     result = archiver.compress_chunk(chunk(frame), 0)
     assert result.row["rows"] == 48
     assert [(d.record_id, d.reason, d.field) for d in result.dead] == [

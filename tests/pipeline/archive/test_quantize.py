@@ -8,6 +8,7 @@ import pytest
 
 from pipeline.archive.quantize import (
     Grid,
+    Tolerance,
     UnitGrid,
     choose_grid,
     decimal_digits,
@@ -15,7 +16,6 @@ from pipeline.archive.quantize import (
     unit_grid,
     within,
 )
-from pipeline.archive.settings import Tolerance
 
 
 def heavy_tailed(rng, n: int) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.archive.settings import CompressSettings
+from configs.schema import CompressConfig
 from pipeline.archive.verify import violations
 from pipeline.features.tabular_encoding import CategoricalSpec, NumericSpec, TabularEncoding
 
@@ -18,7 +18,7 @@ ORIGINAL = pd.DataFrame(
      "c": pd.Series(["a", None, "zz", "b"], dtype=object)}
 )  # fmt: skip
 IDS = ["r1", "r2", "r3", "r4"]
-ONE_PERCENT = CompressSettings(relative_tolerance=0.01)
+ONE_PERCENT = CompressConfig(relative_tolerance=0.01)
 
 
 def test_values_within_the_bound_pass():
@@ -40,5 +40,5 @@ def test_each_broken_value_is_named():
 def test_lossless_means_the_same_bits():
     original = pd.DataFrame({"x": [0.0, 0.1], "n": [1.0, 2.0], "c": ["a", "b"]})
     decoded = original.assign(x=[-0.0, np.nextafter(0.1, 1)])
-    lines = violations(original, decoded, ENCODING, CompressSettings(), ["r1", "r2"])
+    lines = violations(original, decoded, ENCODING, CompressConfig(), ["r1", "r2"])
     assert len(lines) == 2 and all("column 'x'" in line for line in lines)

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from configs import ConfigError
-from pipeline.archive.settings import CompressSettings, settings_from, split_overrides
+from configs.loader import load_config
+from configs.schema import CompressConfig
 from pipeline.cli import main
 from pipeline.cli.archive_commands import add_archive_parsers, cmd_compress, cmd_decompress
 from pipeline.core.errors import BundleError
@@ -140,13 +141,13 @@ def test_decompress_refuses_another_model_and_an_incomplete_archive(
             "--output", str(tmp_path / "t2"))  # fmt: skip
 
 
-def test_compress_overrides_are_split_from_the_config_ones():
-    ours, others = split_overrides(["compress.relative_tolerance=0.01", "data.chunk_rows=9"])
-    assert (ours, others) == (["compress.relative_tolerance=0.01"], ["data.chunk_rows=9"])
-    settings = settings_from(object(), ours + ["compress.absolute_tolerance=1e-3"])
-    assert settings == CompressSettings(absolute_tolerance=0.001, relative_tolerance=0.01)
-    bound = settings_from(object(), ["compress.column_tolerances={x: {relative_tolerance: 0.1}}"])
-    assert bound.tolerance("x").relative == 0.1 and bound.tolerance("y").relative == 0.0
+def test_the_archive_reads_the_configs_compress_section():
+    config = load_config(
+        [], ["compress.relative_tolerance=1e-2", "compress.absolute_tolerance=1e-3"]
+    )
+    assert config.compress == CompressConfig(absolute_tolerance=0.001, relative_tolerance=0.01)
+    bound = load_config([], ["compress.column_tolerances={x: {relative_tolerance: 0.1}}"])
+    assert bound.compress.bound("x") == (0.0, 0.1) and bound.compress.bound("y") == (0.0, 0.0)
 
 
 @pytest.mark.parametrize(
@@ -154,19 +155,19 @@ def test_compress_overrides_are_split_from_the_config_ones():
     [
         ("compress.relative_tolerance=1.5", r"compress.relative_tolerance must be \[0, 1\)"),
         ("compress.absolute_tolerance=-1", "compress.absolute_tolerance must be >= 0"),
-        ("compress.tolerance=0.1", "unknown config key compress.tolerance"),
+        ("compress.tolerance=0.1", "tolerance"),
         ("compress.column_tolerances={x: {rel: 1}}", "compress.column_tolerances.x must be"),
+        ("compress.column_tolerances={x: {relative_tolerance: 2}}", r"relative_tolerance must"),
         ("compress.latent_step=0", "compress.latent_step must be in"),
     ],
 )
 def test_bad_compress_settings_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
-        settings_from(object(), [override])
+        load_config([], [override])
 
 
 def test_per_column_bounds_must_name_numeric_columns():
-    settings = settings_from(
-        object(), ["compress.column_tolerances={nope: {absolute_tolerance: 1}}"]
-    )
+    settings = CompressConfig(column_tolerances={"nope": {"absolute_tolerance": 1}})
+    settings.validate()
     with pytest.raises(ConfigError, match=r"does not code as numbers: \['nope'\]"):
         settings.check_columns(["load", "price"])

@@ -1,0 +1,90 @@
+"""The decompress job on the DirectRunner: a damaged block becomes a dead letter naming its
+source and chunk while the others decode in order; an archive coded with a dictionary
+decodes with that file only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.archive import format as fmt
+from pipeline.archive.blocks import UNDECODABLE_BLOCK
+from pipeline.core.errors import BundleError
+from pipeline.jobs.compress import compress
+from pipeline.jobs.decompress import decompress
+from pipeline.jobs.settings import model_config
+
+
+def compressed(model_dir: Path, source: Path, archive: Path, *overrides: str):
+    config = model_config(str(model_dir), (), ["data.chunk_rows=100", *overrides])
+    compress(str(model_dir), str(source), str(archive), config, config.compress,
+             echo=lambda _: None)  # fmt: skip
+    return config
+
+
+def parts(folder: Path) -> pd.DataFrame:
+    return pd.concat([pd.read_parquet(p) for p in sorted(folder.glob("part-*.parquet"))],
+                     ignore_index=True)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_damaged_block_is_a_dead_letter_and_the_rest_decodes(model_dir, data_dir, tmp_path):
+    source = tmp_path / "in.csv"
+    pd.read_csv(data_dir / "normal.csv", dtype=str, keep_default_na=False).head(300).to_csv(
+        source, index=False
+    )
+    archive = tmp_path / "archive"
+    compressed(model_dir, source, archive, "compress.relative_tolerance=0.01")
+    blocks = sorted((archive / fmt.BLOCKS).glob("*.vzb"))
+    assert len(blocks) == 3
+    row = fmt.read_block_file(blocks[1].read_bytes())
+    header, side, words = fmt.unpack(row["payload"])
+    row["payload"] = fmt.pack(header, side, words[::-1].copy())  # scrambled code
+    blocks[1].write_bytes(fmt.block_file(row))
+    result = decompress(str(model_dir), str(archive), str(tmp_path / "t"), echo=lambda _: None)
+    assert (result.rows_in_archive, result.rows_decompressed) == (300, 200)
+    assert result.rows_dead_lettered == 100 and result.blocks == 3
+    dead = pd.read_parquet(tmp_path / "t" / "_dead_letter")
+    assert dead["reason"].tolist() == [UNDECODABLE_BLOCK]
+    assert dead["record_id"].iloc[0].endswith("#chunk1")
+    out = parts(tmp_path / "t")
+    original = pd.read_csv(source, dtype=str, keep_default_na=False)
+    kept = pd.concat([original.iloc[:100], original.iloc[200:]], ignore_index=True)
+    assert out["id"].astype(str).tolist() == kept["id"].tolist()  # the others, in order
+    summary = json.loads((tmp_path / "t" / "_summary.json").read_text())
+    assert summary["rows_dead_lettered"] == 100
+
+
+@pytest.mark.slow
+def test_a_dictionary_archive_decodes_with_that_file_only(model_dir, data_dir, tmp_path):
+    source = tmp_path / "in.csv"
+    pd.read_csv(data_dir / "normal.csv", dtype=str, keep_default_na=False).head(200).to_csv(
+        source, index=False
+    )
+    dictionary = tmp_path / "dictionary.csv"
+    pd.read_csv(data_dir / "train.csv", dtype=str, keep_default_na=False).head(2000).to_csv(
+        dictionary, index=False
+    )
+    plain, primed = tmp_path / "plain", tmp_path / "primed"
+    compressed(model_dir, source, plain, "compress.relative_tolerance=0.01")
+    compressed(model_dir, source, primed, "compress.relative_tolerance=0.01",
+               f"compress.dictionary={dictionary}")  # fmt: skip
+    size = {
+        a: sum(p.stat().st_size for p in (a / fmt.BLOCKS).glob("*.vzb")) for a in (plain, primed)
+    }
+    assert size[primed] < size[plain]  # the dictionary's rows teach the context models
+    info = json.loads((primed / fmt.ARCHIVE_FILE).read_text())
+    assert info["settings"]["dictionary"] == str(dictionary) and info["dictionary_sha256"]
+    result = decompress(str(model_dir), str(primed), str(tmp_path / "t"), echo=lambda _: None)
+    assert result.rows_decompressed == 200 and result.rows_dead_lettered == 0
+    a, b = parts(tmp_path / "t"), pd.read_csv(source)
+    x, y = b["load"].to_numpy(np.float64), a["load"].to_numpy(np.float64)
+    seen = ~np.isnan(x)
+    assert np.all(np.abs(y[seen] - x[seen]) <= 0.01 * np.abs(x[seen]))
+    dictionary.write_text(dictionary.read_text().replace("\n", "\n", 1) + "\n")  # changed
+    with pytest.raises(BundleError, match="another compress.dictionary"):
+        decompress(str(model_dir), str(primed), str(tmp_path / "t2"), echo=lambda _: None)
