@@ -212,6 +212,21 @@ def load_bundle(directory: str, load_model: bool = True) -> Bundle:
     )
 
 
+def save_without_optimizer(model: Any, path: str) -> None:
+    """Save `model` without its optimizer's state.
+
+    A bundle's readers score, encode, decode and compress. None of them needs Adam's moment
+    estimates, which are twice the size of the weights (a 20-column model's file drops from
+    413 KB to 156 KB). A loaded bundle is for inference: training starts from a new model.
+    """
+    optimizer = model.optimizer
+    model.optimizer = None
+    try:
+        model.save(path)
+    finally:
+        model.optimizer = optimizer
+
+
 def write_bundle(model: Any, model_dir: str, parts: dict[str, bytes], data_kind: str, local: str):
     """Write every part, then the manifest: a bundle without one is incomplete.
 
@@ -220,7 +235,7 @@ def write_bundle(model: Any, model_dir: str, parts: dict[str, bytes], data_kind:
     old bundle stays invalid until the new one is whole.
     """
     local_model = os.path.join(local, MODEL_FILE)
-    model.save(local_model)
+    save_without_optimizer(model, local_model)
     manifest_path = os.path.join(model_dir, MANIFEST_FILE)
     if FileSystems.exists(manifest_path):
         FileSystems.delete([manifest_path])

@@ -13,6 +13,7 @@ import pytest
 from pipeline.artifacts.bundle import (
     CALIBRATION_FILE,
     MANIFEST_FILE,
+    MODEL_FILE,
     SCORES_FILE,
     Calibration,
     load_bundle,
@@ -82,3 +83,18 @@ def test_a_missing_manifest_is_refused(bundle_dir, tmp_path):
     os.remove(os.path.join(target, MANIFEST_FILE))
     with pytest.raises(BundleError, match=f"{MANIFEST_FILE} is missing"):
         load_bundle(target, load_model=False)
+
+
+def test_the_saved_model_holds_no_optimizer_state_and_still_scores(bundle_dir):
+    import zipfile
+
+    import h5py
+
+    with zipfile.ZipFile(os.path.join(bundle_dir, MODEL_FILE)) as archive:
+        weights = archive.read("model.weights.h5")
+    with h5py.File(io.BytesIO(weights), "r") as h5:
+        assert "optimizer" not in h5, list(h5)  # Adam's moments: twice the weights
+    bundle = load_bundle(bundle_dir)
+    x = np.zeros((3, 2 * bundle.model.layout.width))
+    scores = bundle.model.predict(x.astype(np.float32), verbose=0)["score"]
+    assert np.isfinite(scores).all()
