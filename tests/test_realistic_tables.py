@@ -118,5 +118,5 @@ def test_a_five_row_training_set_is_refused_saying_how_many_rows_are_needed(tmp_
             "--set", "data.id_column=id"]  # fmt: skip
     assert main(args) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
-    assert "at least 10 calibration rows" in err and "give at least 100 rows" in err
+    assert "at least 10 held-out rows" in err and "give at least 50 rows" in err
     assert not (tmp_path / "m" / "_work").exists()
