@@ -45,7 +45,7 @@ def cmd_compress(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     from pipeline.jobs.settings import model_config
 
     config = model_config(args.model, args.config, args.set)
-    compress(args.model, args.input, args.output, config, config.compress, beam_args)
+    compress(args.model, args.input, args.output, config, beam_args)
     return 0
 
 

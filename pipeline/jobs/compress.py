@@ -167,13 +167,14 @@ def compress(
     input_pattern: str,
     output_dir: str,
     config: VaepipeConfig,
-    settings: CompressConfig,
     beam_args: Sequence[str] = (),
     test_pipeline=None,
     echo: Callable[[str], None] = print,
 ) -> CompressResult:
-    """Compress the records `input_pattern` names into the archive `output_dir`."""
+    """Compress the records `input_pattern` names into the archive `output_dir`, under the
+    config's `compress` section."""
     started = time.perf_counter()
+    settings = config.compress
     bundle = load_bundle(model_dir, load_model=False)
     if bundle.manifest.get("data_kind", "tabular") != "tabular" or input_pattern.startswith(
         "bq://"

@@ -21,8 +21,7 @@ from pipeline.jobs.settings import model_config
 
 def compressed(model_dir: Path, source: Path, archive: Path, *overrides: str):
     config = model_config(str(model_dir), (), ["data.chunk_rows=100", *overrides])
-    compress(str(model_dir), str(source), str(archive), config, config.compress,
-             echo=lambda _: None)  # fmt: skip
+    compress(str(model_dir), str(source), str(archive), config, echo=lambda _: None)
     return config
 
 
