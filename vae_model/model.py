@@ -321,16 +321,20 @@ class VAE(_Steps, keras.Model):
         mc_samples = _non_negative_int("mc_samples", mc_samples)
         return self._deterministic_terms(ops.convert_to_tensor(x, "float32"), mc_samples)
 
-    def scoring_function(self, jit_compile: bool = True) -> Callable[[Any], dict[str, Any]]:
+    def scoring_function(self, jit_compile: bool | None = None) -> Callable[[Any], dict[str, Any]]:
         """The scoring terms of ``call`` (at `score_mc_samples`) as one compiled function.
 
         ``fn(x)`` takes a packed ``[B, 2*width]`` float32 batch and returns the dict of
         `score_terms` as backend tensors. It is traced once and cached on the model, so a
         scoring loop pays none of ``predict_on_batch``'s per-call set-up.
 
-        With ``jit_compile`` (the default) the network is compiled with XLA: on JAX the whole
-        step; on TensorFlow the encoder and decoder (XLA fuses the encoder's one-hot and the
-        heads' casts and clamps, about twice as fast on CPU), while the likelihood stays a plain
+        ``jit_compile`` None (the default) means XLA on JAX and the plain graph on TensorFlow:
+        TensorFlow's XLA bridge writes absl log lines to stderr on its first compile, which the
+        console's log-level settings do not silence, for a gain of about 15% of the model step
+        at the default batch (a few per cent of a job). With ``jit_compile`` the network is
+        compiled with XLA: on JAX the whole step; on TensorFlow the encoder and decoder (XLA
+        fuses the encoder's one-hot and the heads' casts and clamps, about twice as fast on
+        CPU), while the likelihood stays a plain
         graph: under XLA's CPU code it gained nothing, and at large batches lost
         (docs/BENCHMARKS.md, "Scoring speed (issue 14)"). XLA's kernels round in the last
         float32 bits differently (scores agree to about 2e-7 relative); ``jit_compile=False``
@@ -338,6 +342,8 @@ class VAE(_Steps, keras.Model):
         TF32 stays off wherever the scoring worker switched it off: TensorFlow's XLA bridge
         follows that switch, and JAX traces under `exact_float32_matmuls`.
         """
+        if jit_compile is None:
+            jit_compile = keras.backend.backend() == "jax"
         key = (self.score_mc_samples, bool(jit_compile))
         cache = self.__dict__.setdefault("_scoring_functions", {})
         if key not in cache:
