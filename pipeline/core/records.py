@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 # Reason codes of dead letters (stable strings: users filter on them).
 BAD_UTF8 = "bad_utf8"
@@ -108,12 +109,16 @@ class RecordChunk:
       raw: the raw input of each row (the CSV line, or JSON for binary formats); a list or
         `RawLines`.
       frame: the columns, one row per record, indexed 0..n-1.
+      text: the same columns as Arrow strings (null where empty), when the reader parsed
+        them with Arrow (CSV's fast path); typing then casts them in C instead of converting
+        Python strings back to Arrow. None otherwise.
     """
 
     source: str
     record_ids: list[str]
     raw: Sequence[str]
     frame: pd.DataFrame
+    text: pa.Table | None = None
 
     def __len__(self) -> int:
         return len(self.record_ids)
@@ -126,6 +131,7 @@ class RecordChunk:
             record_ids=[self.record_ids[i] for i in index],
             raw=take_raw(self.raw, index),
             frame=self.frame.iloc[index].reset_index(drop=True),
+            text=None if self.text is None else self.text.take(index),
         )
 
     def dead_letters(

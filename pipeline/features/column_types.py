@@ -284,8 +284,9 @@ def apply_kinds(
     columns: dict[str, object] = {}
     for name, kind in kinds.items():
         values = chunk.frame[name] if name in chunk.frame.columns else pd.Series([None] * n)
+        text = _text_column(chunk, name)
         if kind == NUMERIC:
-            numbers, problems = _to_numbers(values)
+            numbers, problems = _to_numbers(values, text)
             for reason, rows, message in problems:
                 fresh = rows[~bad[rows]]
                 dead += chunk.dead_letters(fresh, STAGE, reason, message, field=name)
@@ -294,7 +295,7 @@ def apply_kinds(
         elif kind == BOOLEAN:
             columns[name] = to_booleans(values)
         else:
-            columns[name] = _to_categories(values, kind)
+            columns[name] = _to_categories(values, kind, text)
     for name in exclude:
         if name in chunk.frame.columns:
             columns[name] = chunk.frame[name].to_numpy(dtype=object)
@@ -336,16 +337,26 @@ def _overflowed(value: object) -> float:
     return number if np.isinf(number) else np.nan
 
 
-def _parse_numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+def _text_column(chunk: RecordChunk, name: str) -> pa.Array | None:
+    """Column `name` as the reader's Arrow strings, or None if the reader had none."""
+    if chunk.text is None or name not in chunk.text.column_names:
+        return None
+    return chunk.text.column(name).combine_chunks()
+
+
+def _parse_numbers(
+    values: pd.Series, text: pa.Array | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Float64 values (NaN where missing or not a number, +-inf where infinite), missing mask.
 
-    Vectorised: pandas parses the column in C; only the values it could not read (usually
-    none) are looked at one by one, to tell missing spellings from text and overflow.
+    Vectorised: Arrow (or pandas) parses the column in C; only the values it could not read
+    (usually none) are looked at one by one, to tell missing spellings from text and overflow.
+    `text`, the same values as Arrow strings, skips converting Python strings back to Arrow.
     """
-    numbers = _arrow_numbers(values)
+    numbers = _arrow_numbers(values) if text is None else _cast_numbers(text)
     if numbers is None:
         numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, copy=True)
-    missing = values.isna().to_numpy(dtype=bool)
+    missing = _nulls(text) if text is not None else values.isna().to_numpy(dtype=bool)
     for i in np.flatnonzero(np.isnan(numbers) & ~missing):
         value = values.iloc[i]
         if _blank(value):
@@ -359,15 +370,28 @@ def _arrow_numbers(values: pd.Series) -> np.ndarray | None:
     """A column of number spellings parsed by Arrow's C++ cast (about 4x pandas' speed), or
     None when any value is not plain text of a number (then pandas, value by value)."""
     try:
-        text = pa.array(values.to_numpy(dtype=object), type=pa.string())
-        return pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False).copy()
+        return _cast_numbers(pa.array(values.to_numpy(dtype=object), type=pa.string()))
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError):
         return None
 
 
-def _to_numbers(values: pd.Series) -> tuple[np.ndarray, list[tuple[str, np.ndarray, str]]]:
+def _cast_numbers(text: pa.Array) -> np.ndarray | None:
+    """Arrow strings as float64 (NaN where null), or None if any is not a plain number."""
+    try:
+        return pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False).copy()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
+def _nulls(text: pa.Array) -> np.ndarray:
+    return text.is_null().to_numpy(zero_copy_only=False).astype(bool)
+
+
+def _to_numbers(
+    values: pd.Series, text: pa.Array | None = None
+) -> tuple[np.ndarray, list[tuple[str, np.ndarray, str]]]:
     """Float64 values (NaN = missing) and the rows whose text is not a finite number."""
-    numbers, missing = _parse_numbers(values)
+    numbers, missing = _parse_numbers(values, text)
     not_number = np.flatnonzero(~missing & np.isnan(numbers))
     infinite = np.flatnonzero(np.isinf(numbers))
     problems = []
@@ -401,26 +425,39 @@ def to_booleans(values: pd.Series) -> np.ndarray:
     return out
 
 
-def _to_categories(values: pd.Series, kind: str) -> np.ndarray:
+def _to_categories(values: pd.Series, kind: str, text: pa.Array | None = None) -> np.ndarray:
     """Category spellings as str (None = missing); integer categories in canonical form.
 
     An integer category is spelled as its integer ("1" for "1.0"); a value that is not an
-    integer stays as written, and will fall in the OOV bucket.
+    integer stays as written, and will fall in the OOV bucket. `text`, the same values as
+    Arrow strings, is read in C (and is all text: no check for other types).
     """
-    out = values.to_numpy(dtype=object, copy=True)
-    present = values.notna().to_numpy(dtype=bool)
-    out[~present] = None
+    if text is not None:
+        out = np.array(text.to_numpy(zero_copy_only=False), dtype=object)
+        present = ~_nulls(text)
+    else:
+        out = values.to_numpy(dtype=object, copy=True)
+        present = values.notna().to_numpy(dtype=bool)
+        out[~present] = None
     if kind == INT_CATEGORICAL:
-        numbers = _arrow_numbers(values)
+        numbers = _arrow_numbers(values) if text is None else _cast_numbers(text)
         if numbers is None:
             numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
         integral = present & np.isfinite(numbers)
         integral[integral] = numbers[integral] == np.round(numbers[integral])
-        out[integral] = numbers[integral].astype(np.int64).astype(str)
+        out[integral] = _integer_text(numbers[integral])
         present &= ~integral
+    if text is not None:
+        return out
     # e.g. numbers from Parquet in a categorical column (checked in C first: usually all text)
     if present.any() and pd.api.types.infer_dtype(out[present], skipna=False) != "string":
         for i in np.flatnonzero(present):
             if not isinstance(out[i], str):
                 out[i] = str(out[i])
     return out
+
+
+def _integer_text(numbers: np.ndarray) -> np.ndarray:
+    """Integral float64s as decimal integer text ("3" for 3.0), formatted by Arrow in C."""
+    integers = pa.array(numbers.astype(np.int64))
+    return pc.cast(integers, pa.string()).to_numpy(zero_copy_only=False)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -85,25 +86,41 @@ class TabularEncoding:
         """Packed float32 model input `[n, 2*width]`: values, then the observed mask."""
         values = np.zeros((len(frame), len(self.columns)), dtype=np.float32)
         mask = np.zeros_like(values)
-        for j, spec in enumerate(self.numeric):
-            x = frame[spec.name].to_numpy(dtype=np.float64)
+        k = len(self.numeric)
+        if k:
+            # All numeric columns as one float64 block: one pass of NumPy per chunk, not one
+            # per column (the encoding is on every scored record's path).
+            x = frame[[s.name for s in self.numeric]].to_numpy(dtype=np.float64)
             seen = ~np.isnan(x)
-            with np.errstate(over="ignore"):
-                z = np.arcsinh((x[seen] - spec.center) / spec.scale)
+            centers, scales = self._scaling
+            with np.errstate(over="ignore", invalid="ignore"):
+                z = np.arcsinh((x - centers) / scales)
             # Values near the float64 limit overflow the division: clamp to asinh's range
             # over finite doubles (about 710.5) so they score as the extreme values they are.
-            values[seen, j] = np.clip(np.nan_to_num(z, posinf=710.0, neginf=-710.0), -710, 710)
-            mask[:, j] = seen
-        offset = len(self.numeric)
-        for j, spec in enumerate(self.categorical, start=offset):
-            column = frame[spec.name]
-            seen = column.notna().to_numpy()
+            z = np.nan_to_num(z, nan=0.0, posinf=710.0, neginf=-710.0)
+            values[:, :k] = np.clip(z, -710, 710)
+            mask[:, :k] = seen
+        specs = zip(self.categorical, self._vocabularies, strict=True)
+        for j, (spec, vocabulary) in enumerate(specs, k):
+            column = frame[spec.name].to_numpy(object)
+            seen = pd.notna(column)
             # A hash lookup in C (vocabularies are unique); -1, unseen, is the OOV bucket.
-            index = pd.Index(spec.vocabulary, dtype=object).get_indexer(column.to_numpy(object))
+            index = vocabulary.get_indexer(column)
             index = np.where(index < 0, spec.oov_index, index).astype(np.float32)
             values[:, j] = np.where(seen, index, 0.0)
             mask[:, j] = seen
         return np.concatenate([values, mask], axis=1)
+
+    @cached_property
+    def _scaling(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every numeric column's center and scale, in column order."""
+        centers = np.array([s.center for s in self.numeric], dtype=np.float64)
+        return centers, np.array([s.scale for s in self.numeric], dtype=np.float64)
+
+    @cached_property
+    def _vocabularies(self) -> tuple[pd.Index, ...]:
+        """Each categorical column's vocabulary as a hash index, built once per encoding."""
+        return tuple(pd.Index(s.vocabulary, dtype=object) for s in self.categorical)
 
     def decode(self, values: np.ndarray) -> pd.DataFrame:
         """Records in original units from packed values `[n, width]` (numeric z, category index).

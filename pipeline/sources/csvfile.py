@@ -279,8 +279,8 @@ def parse_csv_block(
     """Parse a block of CSV records into a chunk plus dead letters."""
     fast = _parse_clean_block(block, columns, config.csv_delimiter)
     if fast is not None:
-        frame, raws, numbers = fast
-        return with_ids(frame, raws, numbers, source, config, [])
+        table, raws, numbers = fast
+        return with_ids(table.to_pandas(), raws, numbers, source, config, [], table)
     rows: list[list[str | None]] = []
     raws: list[str] = []
     numbers: list[int] = []
@@ -303,9 +303,9 @@ def parse_csv_block(
 
 def _parse_clean_block(
     block: RecordBlock, columns: Sequence[str], delimiter: str
-) -> tuple[pd.DataFrame, RawLines, np.ndarray] | None:
-    """The fast path: the whole block through Arrow's C++ CSV reader, or None to go record by
-    record.
+) -> tuple[pa.Table, RawLines, np.ndarray] | None:
+    """The fast path: the whole block through Arrow's C++ CSV reader (a table of strings), or
+    None to go record by record.
 
     Only taken for blocks whose every record is a plain line (no quotes, so no multi-line
     records, no NUL bytes or carriage returns other than a CRLF's), where Arrow and the
@@ -341,7 +341,7 @@ def _parse_clean_block(
     if table.num_rows != len(kept):
         return None
     raws = RawLines(data, starts[kept], ends[kept])
-    return table.to_pandas(), raws, block.numbers[kept]
+    return table, raws, block.numbers[kept]
 
 
 def _line_spans(data: bytes, line_ends: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:

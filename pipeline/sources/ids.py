@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from configs.schema import DataConfig
 from pipeline.core.records import MISSING_ID, DeadLetter, RecordChunk, take_raw
@@ -20,11 +21,15 @@ def with_ids(
     source: str,
     config: DataConfig,
     dead: list[DeadLetter],
+    text: pa.Table | None = None,
 ) -> tuple[RecordChunk | None, list[DeadLetter]]:
-    """Attach record ids: the id column's value, or `<source>:<row>` when there is none."""
+    """Attach record ids: the id column's value, or `<source>:<row>` when there is none.
+
+    `text` (the frame's columns as Arrow strings, if the reader has them) follows the rows.
+    """
     if config.id_column is None:
         ids = [f"{source}:{n}" for n in numbers]
-        return RecordChunk(source, ids, raws, frame), dead
+        return RecordChunk(source, ids, raws, frame, text), dead
     if config.id_column not in frame.columns:
         raise ValueError(f"{source}: id column {config.id_column!r} is not in the input")
     values = frame[config.id_column]
@@ -40,7 +45,9 @@ def with_ids(
     ids = list(ids)
     kept = take_raw(raws, np.flatnonzero(present))
     frame = frame[present].drop(columns=[config.id_column]).reset_index(drop=True)
-    return (RecordChunk(source, ids, kept, frame) if ids else None), dead
+    if text is not None:
+        text = text.filter(pa.array(present)).drop([config.id_column])
+    return (RecordChunk(source, ids, kept, frame, text) if ids else None), dead
 
 
 def parse_dead_letter(

@@ -335,3 +335,31 @@ def test_distinct_sketch_is_exact_when_small_and_close_when_large(chunk_of):
     assert len(merged.sketch) == SKETCH_SIZE
     small = profile(chunk_of, {"v": ["a", "b", "a", "c"]})["v"]
     assert small.distinct_estimate == 3
+
+
+def test_typing_from_the_readers_arrow_text_equals_typing_from_the_frame(tmp_path):
+    """The CSV fast path hands typing its Arrow strings; every spelling types as from pandas."""
+    from dataclasses import replace
+
+    from pipeline.sources.csvfile import csv_chunks
+
+    numbers = ["1.5", "", " 3 ", "nan", "1e400", "abc", "-2", "NA", "7", "1e3"]
+    ints = ["1", "1.0", "", "x", "2.5", "-3", "4", "0", "10", "1"]
+    texts = ["a", "", "b", "NA", "7", "c", "a", "d", "e", " f"]
+    lines = ["n,i,c,keep"] + [
+        f"{n},{i},{c},{k}" for n, i, c, k in zip(numbers, ints, texts, range(10), strict=True)
+    ]
+    path = tmp_path / "t.csv"
+    path.write_text("\n".join(lines) + "\n")
+    [(chunk, dead)] = list(csv_chunks(str(path), DataConfig()))
+    assert dead == [] and chunk.text is not None  # the Arrow fast path was taken
+    kinds = {"n": NUMERIC, "i": INT_CATEGORICAL, "c": CATEGORICAL}
+    typed, dead_text = apply_kinds(chunk, kinds, ("keep",))
+    plain, dead_plain = apply_kinds(replace(chunk, text=None), kinds, ("keep",))
+    pd.testing.assert_frame_equal(typed.frame, plain.frame)
+    assert typed.record_ids == plain.record_ids
+    assert [(d.record_id, d.reason, d.field) for d in dead_text] == [
+        (d.record_id, d.reason, d.field) for d in dead_plain
+    ]
+    assert {d.reason for d in dead_text} == {NOT_A_NUMBER, NON_FINITE}
+    assert typed.frame["i"].tolist()[:4] == ["1", "1", None, "x"]

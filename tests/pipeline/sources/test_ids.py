@@ -36,6 +36,16 @@ def test_id_column_values_as_strings_and_missing_ids_dead_lettered():
     assert letter.message == "record has no value in id column 'id'"
 
 
+def test_the_readers_arrow_text_follows_the_kept_rows_without_the_id_column():
+    import pyarrow as pa
+
+    config = dataclasses.replace(DATA, id_column="id")
+    text = pa.table({"id": ["7", None, "9"], "x": ["a", "b", "c"]})
+    chunk, _ = with_ids(_frame(), ["r1", "r2", "r3"], [1, 2, 3], "f.csv", config, [], text)
+    assert chunk.text.column_names == ["x"] and chunk.text.column("x").to_pylist() == ["a", "c"]
+    assert chunk.take(pd.Series([False, True]).to_numpy()).text.column("x").to_pylist() == ["c"]
+
+
 def test_all_ids_missing_is_no_chunk():
     config = dataclasses.replace(DATA, id_column="id")
     frame = pd.DataFrame({"id": [None, None], "x": [1, 2]}, dtype=object)
