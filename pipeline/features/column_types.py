@@ -300,6 +300,8 @@ def apply_kinds(
         if name in chunk.frame.columns:
             columns[name] = chunk.frame[name].to_numpy(dtype=object)
     typed = RecordChunk(chunk.source, chunk.record_ids, chunk.raw, pd.DataFrame(columns))
+    if not bad.any():  # the usual chunk: no copy of its rows
+        return (typed if n else None), dead
     return (typed.take(~bad) if (~bad).any() else None), dead
 
 
