@@ -39,6 +39,7 @@ class DataConfig:
     numeric_columns: tuple[str, ...] = ()
     numeric_scaling: str = "std"
     chunk_rows: int = 4096
+    split_bytes: int = 64 << 20
     bigquery_query: str | None = None
     partition: str | None = None
 
@@ -47,6 +48,15 @@ class DataConfig:
         _check_choice("data.format", self.format, FORMATS)
         _check_choice("data.numeric_scaling", self.numeric_scaling, NUMERIC_SCALINGS)
         _check_positive("data.chunk_rows", self.chunk_rows)
+        if (
+            isinstance(self.split_bytes, bool)
+            or not isinstance(self.split_bytes, int)
+            or (self.split_bytes < 0)
+        ):
+            raise ConfigError(
+                "data.split_bytes must be a whole number of bytes >= 0 (0: never split a file). "
+                f"Received: {self.split_bytes!r}"
+            )
         if len(self.csv_delimiter) != 1:
             raise ConfigError(
                 f"data.csv_delimiter must be one character. Received: {self.csv_delimiter!r}"

@@ -49,7 +49,7 @@ class TabularKind:
 
     def prepare(self, root, input_pattern: str, config: VaepipeConfig, curated_schema) -> Prepared:
         read = root | "ReadRecords" >> ReadRecords(input_pattern, config.data)
-        chunks = read.records
+        chunks = read["records"]
         cap = config.schema.int_categorical_max_values
         profiles = chunks | "ProfileColumns" >> beam.CombineGlobally(ProfileColumns(cap))
         if curated_schema is not None:
@@ -84,7 +84,7 @@ class TabularKind:
     def read_typed(self, root, input_pattern: str, encoding, config: VaepipeConfig):
         exclude = tuple(config.data.exclude_columns)
         read = root | "ReadRecords" >> ReadRecords(input_pattern, config.data)
-        typed = read.records | "ApplyKinds" >> beam.ParDo(
+        typed = read["records"] | "ApplyKinds" >> beam.ParDo(
             ApplyKindsDoFn(exclude, encoding.kinds)
         ).with_outputs(DEAD, main="typed")
         return typed.typed, [read[DEAD], typed[DEAD]]

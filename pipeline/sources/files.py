@@ -1,7 +1,8 @@
 """Input files: which files a pattern names, their format and columns, and `ReadRecords`.
 
 Inputs are file patterns (local paths, globs, `gs://...`) resolved through Beam's file systems.
-Each matched file is read by one DoFn in chunks of `data.chunk_rows` records; unreadable rows
+Each matched file is read by one DoFn in chunks of `data.chunk_rows` records (a large CSV file
+by many, one byte range each: `pipeline.sources.ranges`); unreadable rows
 go to the dead-letter output with their raw text. A `bq://` input is a BigQuery table or query
 (`pipeline.sources.bigquery`), read into the same chunks.
 """
@@ -9,7 +10,8 @@ go to the dead-letter output with their raw text. A `bq://` input is a BigQuery 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 
 import apache_beam as beam
 import pyarrow as pa
@@ -20,7 +22,7 @@ from apache_beam.io.filesystems import FileSystems
 from configs.schema import DataConfig
 from pipeline.core import metrics
 from pipeline.core.records import DEAD, UNREADABLE_FILE, DeadLetter, RecordChunk
-from pipeline.sources import columnar, csvfile
+from pipeline.sources import columnar, csvfile, ranges
 
 _LOG = logging.getLogger(__name__)
 _EXTENSIONS = {".csv": "csv", ".txt": "csv", ".parquet": "parquet", ".tfrecord": "tfrecord"}
@@ -79,7 +81,12 @@ def file_chunks(path: str, config: DataConfig) -> Iterator:
 
 
 class ReadRecords(beam.PTransform):
-    """File pattern -> RecordChunks (main output) and DeadLetters (`dead_letter` output)."""
+    """File pattern -> RecordChunks (`records` output) and DeadLetters (`dead_letter` output).
+
+    Each file is parsed by one worker, except CSV files over `data.split_bytes`, which are
+    parsed as byte ranges by many (`pipeline.sources.ranges`). The range branch is built only
+    when the pattern names such a file when the pipeline is built.
+    """
 
     def __init__(self, pattern: str, config: DataConfig):
         super().__init__()
@@ -91,14 +98,77 @@ class ReadRecords(beam.PTransform):
             from pipeline.sources.bigquery import ReadBigQueryRecords
 
             return pbegin | "ReadBigQuery" >> ReadBigQueryRecords(self._pattern, self._config)
-        return (
-            pbegin
-            | "MatchFiles" >> fileio.MatchFiles(self._pattern)
-            | "ReadMatches" >> fileio.ReadMatches()
-            | "Reshuffle" >> beam.Reshuffle()
-            | "ParseFiles"
-            >> beam.ParDo(_ReadFileDoFn(self._config)).with_outputs(DEAD, main="records")
+        config = self._config
+        matched = pbegin | "MatchFiles" >> fileio.MatchFiles(self._pattern)
+        if not _any_splittable(self._pattern, config):
+            return _parse_files(matched, config)
+        whole = _parse_files(
+            matched | "WholeFiles" >> beam.Filter(lambda m: not _split(m, config)), config
         )
+        pieces = (
+            matched
+            | "LargeFiles" >> beam.FlatMap(_pieces, config)
+            | "ReshuffleRanges" >> beam.Reshuffle()
+        )
+        counts = pieces | "CountLines" >> beam.Map(ranges.count_range, config)
+        parsed = pieces | "ParseRanges" >> beam.ParDo(
+            _ReadRangeDoFn(config), beam.pvalue.AsDict(counts)
+        ).with_outputs(DEAD, main="records")
+        return {
+            "records": (whole["records"], parsed.records) | "AllRecords" >> beam.Flatten(),
+            DEAD: (whole[DEAD], parsed[DEAD]) | "AllDeadLetters" >> beam.Flatten(),
+        }
+
+
+def _parse_files(matched, config: DataConfig):
+    return (
+        matched
+        | "ReadMatches" >> fileio.ReadMatches()
+        | "Reshuffle" >> beam.Reshuffle()
+        | "ParseFiles" >> beam.ParDo(_ReadFileDoFn(config)).with_outputs(DEAD, main="records")
+    )
+
+
+def _split(metadata, config: DataConfig) -> bool:
+    path = metadata.path
+    return input_format(path, config) == "csv" and ranges.splittable(
+        path, metadata.size_in_bytes, config
+    )
+
+
+def _any_splittable(pattern: str, config: DataConfig) -> bool:
+    if config.split_bytes <= 0:
+        return False
+    try:
+        metadata = FileSystems.match([pattern])[0].metadata_list
+    except (OSError, ValueError):  # the job's own checks report a pattern that matches nothing
+        return False
+    return any(_split(m, config) for m in metadata)
+
+
+def _pieces(metadata, config: DataConfig) -> list[ranges.ByteRange]:
+    if not _split(metadata, config):
+        return []
+    return ranges.plan_ranges(metadata.path, metadata.size_in_bytes, config.split_bytes)
+
+
+def _emit(path: str, chunks: Callable[[], Iterator], rows_read, dead_counter) -> Iterator:
+    """A file's (or range's) chunks to the main output and dead letters to theirs, counted;
+    a file that cannot be read at all is one dead letter naming it (the rows read before the
+    failure were already emitted)."""
+    try:
+        for chunk, dead in chunks():
+            rows_read.inc((len(chunk) if chunk is not None else 0) + len(dead))
+            dead_counter.inc(len(dead))
+            for letter in dead:
+                yield beam.pvalue.TaggedOutput(DEAD, letter)
+            if chunk is not None:
+                yield chunk
+    except (OSError, ValueError, pa.ArrowException) as err:
+        _LOG.error("cannot read %s: %s", path, err)
+        dead_counter.inc()
+        rows_read.inc()
+        yield beam.pvalue.TaggedOutput(DEAD, unreadable_file(path, err))
 
 
 class _ReadFileDoFn(beam.DoFn):
@@ -111,21 +181,27 @@ class _ReadFileDoFn(beam.DoFn):
 
     def process(self, readable: fileio.ReadableFile) -> Iterator:
         path = readable.metadata.path
-        try:
-            for chunk, dead in file_chunks(path, self._config):
-                self._rows_read.inc((len(chunk) if chunk is not None else 0) + len(dead))
-                self._dead.inc(len(dead))
-                for letter in dead:
-                    yield beam.pvalue.TaggedOutput(DEAD, letter)
-                if chunk is not None:
-                    yield chunk
-        except (OSError, ValueError, pa.ArrowException) as err:
-            # A file that cannot be read at all (bad header, corrupt Parquet) is one dead letter
-            # naming the file; the rows read before the failure were already emitted.
-            _LOG.error("cannot read %s: %s", path, err)
-            self._dead.inc()
-            self._rows_read.inc()
-            yield beam.pvalue.TaggedOutput(DEAD, unreadable_file(path, err))
+        chunks = partial(file_chunks, path, self._config)
+        yield from _emit(path, chunks, self._rows_read, self._dead)
+
+
+class _ReadRangeDoFn(beam.DoFn):
+    """Reads one byte range of a large CSV file; a file whose records hold a quote is read
+    whole by the worker given its first range (the others emit nothing)."""
+
+    def __init__(self, config: DataConfig):
+        self._config = config
+        self._rows_read = metrics.counter(metrics.ROWS_READ)
+        self._dead = metrics.counter(metrics.ROWS_DEAD_LETTERED)
+
+    def process(self, piece: ranges.ByteRange, counts: dict) -> Iterator:
+        if not ranges.file_is_quoted(piece, counts):
+            chunks = partial(ranges.range_chunks, piece, counts, self._config)
+        elif piece.index == 0:
+            chunks = partial(file_chunks, piece.path, self._config)
+        else:
+            return
+        yield from _emit(piece.path, chunks, self._rows_read, self._dead)
 
 
 def unreadable_file(path: str, err: Exception) -> DeadLetter:
