@@ -102,22 +102,17 @@ class ReadRecords(beam.PTransform):
         matched = pbegin | "MatchFiles" >> fileio.MatchFiles(self._pattern)
         if not _any_splittable(self._pattern, config):
             return _parse_files(matched, config)
-        whole = _parse_files(
-            matched | "WholeFiles" >> beam.Filter(lambda m: not _split(m, config)), config
-        )
+        # One branch for every file (a file read whole is one "range"): a Flatten of two
+        # branches would be a stage boundary, where the DirectRunner holds every record.
         pieces = (
             matched
-            | "LargeFiles" >> beam.FlatMap(_pieces, config)
+            | "Ranges" >> beam.FlatMap(_pieces, config)
             | "ReshuffleRanges" >> beam.Reshuffle()
         )
         counts = pieces | "CountLines" >> beam.Map(ranges.count_range, config)
-        parsed = pieces | "ParseRanges" >> beam.ParDo(
+        return pieces | "ParseRanges" >> beam.ParDo(
             _ReadRangeDoFn(config), beam.pvalue.AsDict(counts)
         ).with_outputs(DEAD, main="records")
-        return {
-            "records": (whole["records"], parsed.records) | "AllRecords" >> beam.Flatten(),
-            DEAD: (whole[DEAD], parsed[DEAD]) | "AllDeadLetters" >> beam.Flatten(),
-        }
 
 
 def _parse_files(matched, config: DataConfig):
@@ -148,7 +143,7 @@ def _any_splittable(pattern: str, config: DataConfig) -> bool:
 
 def _pieces(metadata, config: DataConfig) -> list[ranges.ByteRange]:
     if not _split(metadata, config):
-        return []
+        return [ranges.whole_file(metadata.path, metadata.size_in_bytes)]
     return ranges.plan_ranges(metadata.path, metadata.size_in_bytes, config.split_bytes)
 
 
@@ -186,8 +181,8 @@ class _ReadFileDoFn(beam.DoFn):
 
 
 class _ReadRangeDoFn(beam.DoFn):
-    """Reads one byte range of a large CSV file; a file whose records hold a quote is read
-    whole by the worker given its first range (the others emit nothing)."""
+    """Reads one byte range of a large CSV file, or a whole file; a file whose records hold a
+    quote is read whole by the worker given its first range (the others emit nothing)."""
 
     def __init__(self, config: DataConfig):
         self._config = config
@@ -195,7 +190,9 @@ class _ReadRangeDoFn(beam.DoFn):
         self._dead = metrics.counter(metrics.ROWS_DEAD_LETTERED)
 
     def process(self, piece: ranges.ByteRange, counts: dict) -> Iterator:
-        if not ranges.file_is_quoted(piece, counts):
+        if piece.whole:
+            chunks = partial(file_chunks, piece.path, self._config)
+        elif not ranges.file_is_quoted(piece, counts):
             chunks = partial(ranges.range_chunks, piece, counts, self._config)
         elif piece.index == 0:
             chunks = partial(file_chunks, piece.path, self._config)

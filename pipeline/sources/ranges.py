@@ -33,13 +33,19 @@ _QUOTE = b'"'
 
 @dataclass(frozen=True)
 class ByteRange:
-    """Bytes [start, end) of a CSV file, the `index`-th of its `count` ranges."""
+    """Bytes [start, end) of a CSV file, the `index`-th of its `count` ranges; `whole`: a file
+    (of any format) that is read whole, as one range."""
 
     path: str
     start: int
     end: int
     index: int
     count: int
+    whole: bool = False
+
+
+def whole_file(path: str, size: int) -> ByteRange:
+    return ByteRange(path, 0, size, 0, 1, whole=True)
 
 
 @dataclass(frozen=True)
@@ -69,8 +75,11 @@ def plan_ranges(path: str, size: int, split_bytes: int) -> list[ByteRange]:
 
 
 def count_range(piece: ByteRange, config: DataConfig) -> tuple[tuple[str, int], RangeCount]:
-    """((path, index), the range's newlines and quote) from one read of its bytes."""
+    """((path, index), the range's newlines and quote) from one read of its bytes (nothing
+    is read for a file read whole)."""
     newlines, quoted = 0, False
+    if piece.whole:
+        return (piece.path, piece.index), RangeCount(0, False)
     in_header = piece.index == 0 and config.csv_has_header
     with _open(piece.path) as handle:
         handle.seek(piece.start)
