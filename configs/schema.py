@@ -94,7 +94,8 @@ class SchemaConfig:
     on_anomaly: str = "warn"
     max_vocabulary: int = 1000
     int_categorical_max_values: int = 2
-    validation_sample_rate: float = 1.0
+    validation_sample_rate: float = 0.1
+    validation_min_rows: int = 400
     drift_js_threshold: float = 0.1
     drift_linf_threshold: float = 0.1
     on_drift: str = "warn"
@@ -118,6 +119,14 @@ class SchemaConfig:
         _check_fraction(
             "schema.validation_sample_rate", self.validation_sample_rate, allow_one=True
         )
+        if isinstance(self.validation_min_rows, bool) or not (
+            isinstance(self.validation_min_rows, int) and self.validation_min_rows >= 1
+        ):
+            raise ConfigError(
+                "schema.validation_min_rows must be an integer >= 1 (a chunk of at most this "
+                "many rows is schema-checked whole). Received: "
+                f"{self.validation_min_rows!r}"
+            )
         _check_fraction("schema.drift_p_value", self.drift_p_value)
         _check_fraction(
             "schema.identifier_distinct_share", self.identifier_distinct_share, allow_one=True

@@ -1,10 +1,13 @@
 """Validation of a scoring batch: schema anomalies (TFDV), drift, and flag-rate alarms.
 
-The batch's statistics are computed on a branch of the scoring pipeline (sampled by
-`schema.validation_sample_rate`) and checked against the model's schema; its counts per
-training-quantile bin (or category) are compared with the training data's (`features.drift`,
-on every row). Both go to `validation_report.json`; the driver reads it back and decides, by
-config, whether the job warns or fails.
+The batch's statistics are computed on a branch of the scoring pipeline and checked against
+the model's schema. `vaepipe score` computes them on a deterministic sample of each chunk's rows
+(`schema.validation_sample_rate`, with a floor of `schema.validation_min_rows` rows per chunk;
+see `features.statistics.RowSample` for what a sample can miss); `vaepipe validate` on every
+row. The batch's counts per training-quantile bin (or category) are compared with the training
+data's (`features.drift`, always on every row: they are cheap). Both go to
+`validation_report.json`; the driver reads it back and decides, by config, whether the job
+warns or fails.
 """
 
 from __future__ import annotations
@@ -26,7 +29,13 @@ from pipeline.features.drift import (
     reference_counts,
     references,
 )
-from pipeline.features.statistics import ComputeStatistics, anomaly_lines, stats_options, validate
+from pipeline.features.statistics import (
+    ComputeStatistics,
+    RowSample,
+    anomaly_lines,
+    stats_options,
+    validate,
+)
 
 VALIDATION_REPORT = "validation_report.json"
 STATISTICS = "statistics.pb"
@@ -74,10 +83,19 @@ class ValidateBatch(beam.PTransform):
     """Typed chunks -> TFDV statistics, checked against the schema and training statistics.
 
     Writes `validation_report.json` (and the statistics, if `write_statistics`) to `out_dir`
-    and returns the statistics.
+    and returns the statistics. The schema check sees the rows `schema.validation_sample_rate`
+    and `schema.validation_min_rows` keep of each chunk, or every row with `sample_rate=1.0`
+    (`vaepipe validate`: a full check); drift counts every row either way.
     """
 
-    def __init__(self, bundle, config: VaepipeConfig, out_dir: str, write_statistics=False):
+    def __init__(
+        self,
+        bundle,
+        config: VaepipeConfig,
+        out_dir: str,
+        write_statistics: bool = False,
+        sample_rate: float | None = None,
+    ):
         super().__init__()
         kinds = bundle.encoding.kinds
         s = config.schema
@@ -90,14 +108,16 @@ class ValidateBatch(beam.PTransform):
         self._refs = {name: ref for name, ref in refs.items() if name in kinds}
         self._reference = reference_counts(bundle.statistics, self._refs)
         self._drift_settings = (s.drift_js_threshold, s.drift_linf_threshold, s.drift_p_value)
-        self._options = stats_options(
-            s.max_vocabulary, bundle.schema if curated else None, s.validation_sample_rate
-        )
+        self._options = stats_options(s.max_vocabulary, bundle.schema if curated else None)
+        rate = s.validation_sample_rate if sample_rate is None else sample_rate
+        self._sample = RowSample(rate, s.validation_min_rows)
         self._out_dir = out_dir
         self._write_statistics = write_statistics
 
     def expand(self, typed):
-        stats = typed | "BatchStatistics" >> ComputeStatistics(self._kinds, self._options)
+        stats = typed | "BatchStatistics" >> ComputeStatistics(
+            self._kinds, self._options, self._sample
+        )
         drift = (
             typed
             | "DriftCounts" >> beam.Map(count_chunk, self._refs)

@@ -35,7 +35,10 @@ def build_validate_pipeline(
     """Validation only: statistics, schema anomalies and dead letters of a batch."""
     kind = kinds.get(config.data.kind)
     typed, dead = kind.read_typed(root, input_pattern, bundle.encoding, config)
-    _ = typed | "ValidateBatch" >> ValidateBatch(bundle, config, out_dir, write_statistics=True)
+    # A user who runs `validate` asks for a full check: every row, whatever the sample rate
+    # `score` uses.
+    validate_all = ValidateBatch(bundle, config, out_dir, write_statistics=True, sample_rate=1.0)
+    _ = typed | "ValidateBatch" >> validate_all
     _ = (
         tuple(dead)
         | "AllDeadLetters" >> beam.Flatten()

@@ -215,6 +215,9 @@ def _batch(model: ModelFacts, scores: ScoreFacts) -> page.Section:
     cal = model.bundle.calibration
     batch, reference = scores.scores["score"].astype(float), model.bundle.calibration_scores
     edges = _edges(np.concatenate([batch, reference]), extra=[cal.threshold])
+    title = "Scores of the batch over the calibration scores"
+    if scores.sampled:  # the histogram's shape only: the counts below are of every row
+        title += f" (histogram of a {len(batch):,}-row sample of {scores.rows:,})"
     chart = charts.histogram_chart(
         [
             Histogram(
@@ -222,13 +225,13 @@ def _batch(model: ModelFacts, scores: ScoreFacts) -> page.Section:
             ),
             Histogram("this batch", edges, _density(batch, edges), PALETTE[0]),
         ],
-        "Scores of the batch over the calibration scores",
+        title,
         "score (nats; tails folded into the end bins)",
         marks=[Mark(cal.threshold, "threshold", "#d62728")],
     )
     summary = scores.summary
-    scored = int(summary.get("rows_scored", len(batch)))
-    flagged = int(summary.get("rows_flagged", int(np.sum(scores.scores["is_anomaly"]))))
+    scored = int(summary.get("rows_scored", scores.rows))
+    flagged = int(summary.get("rows_flagged", scores.flagged))
     share = flagged / scored if scored else 0.0
     read, dead = int(summary.get("rows_read", scored)), int(summary.get("rows_dead_lettered", 0))
     balanced = read == scored + dead
@@ -449,8 +452,7 @@ def _code_length(model: ModelFacts, scores: ScoreFacts | None) -> page.Section:
         rows.append(["validation split (epoch kept, one posterior draw)", kl / LOG2, recon / LOG2,
                      (kl + recon) / LOG2])  # fmt: skip
     if scores is not None:
-        kl = float(np.nanmean(scores.scores["kl"]))
-        recon = float(np.nanmean(scores.scores["reconstruction_nll"]))
+        kl, recon = scores.means["kl"], scores.means["reconstruction_nll"]  # every row
         rows.append(
             ["this batch (mean, scoring terms)", kl / LOG2, recon / LOG2, (kl + recon) / LOG2]
         )

@@ -257,6 +257,8 @@ def test_set_value_that_is_not_yaml_is_a_config_error_naming_the_key():
         ("train.validation_fraction=1.5", r"train\.validation_fraction must be in \(0, 1\)"),
         ("scoring.code_dtype=int4", r"scoring\.code_dtype must be one of"),
         ("schema.validation_sample_rate=0", r"schema\.validation_sample_rate must be in \(0, 1\]"),
+        ("schema.validation_min_rows=0", r"schema\.validation_min_rows must be an integer >= 1"),
+        ("schema.validation_min_rows=many", r"schema\.validation_min_rows must be of type int"),
     ],
 )
 def test_out_of_range_values_name_the_key(override, message):

@@ -68,6 +68,10 @@ BAD_VALUES = [
     ("schema", "int_categorical_max_values", -1),
     ("schema", "validation_sample_rate", 0.0),
     ("schema", "validation_sample_rate", 1.01),
+    ("schema", "validation_min_rows", 0),
+    ("schema", "validation_min_rows", -400),
+    ("schema", "validation_min_rows", 2.5),
+    ("schema", "validation_min_rows", True),
     ("schema", "drift_p_value", 1.0),
     ("schema", "identifier_distinct_share", 0.0),
     ("model", "latent_dim", 0),
@@ -124,6 +128,18 @@ def test_hidden_units_must_be_positive_and_the_list_is_echoed():
             ModelConfig(hidden_units=units).validate()
         assert "model.hidden_units" in str(caught.value)
         assert f"Received: {list(units)}" in str(caught.value)
+
+
+def test_validation_sampling_defaults_keep_the_rate_on_full_chunks():
+    schema, data = SchemaConfig(), DataConfig()
+    assert (schema.validation_sample_rate, schema.validation_min_rows) == (0.1, 400)
+    # The floor only raises the share of chunks shorter than data.chunk_rows.
+    assert schema.validation_min_rows <= schema.validation_sample_rate * data.chunk_rows
+
+
+def test_validation_min_rows_error_says_what_it_means():
+    with pytest.raises(ConfigError, match=r"integer >= 1 \(a chunk of at most this many rows"):
+        SchemaConfig(validation_min_rows=0).validate()
 
 
 # --------------------------------------------------------------------- cross-field checks

@@ -3,27 +3,31 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import apache_beam as beam
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import BeamAssertException, assert_that
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
-from pipeline.core.records import CATEGORICAL, INT_CATEGORICAL, NUMERIC
+from pipeline.core.records import CATEGORICAL, INT_CATEGORICAL, NUMERIC, RecordChunk
 from pipeline.features import statistics
 from pipeline.features.column_types import apply_kinds
 from pipeline.features.statistics import (
     QUANTILE_BUCKETS,
     ComputeStatistics,
+    RowSample,
     anomaly_lines,
     categorical_int_schema,
     feature_stats,
     infer_schema,
     kinds_from_schema,
     quantile,
+    sampled_record_batch,
     stats_options,
     to_record_batch,
     validate,
@@ -132,13 +136,93 @@ def test_categorical_int_schema_marks_only_int_categories():
     assert schema.feature[0].int_domain.is_categorical
 
 
-def test_stats_options_sampling_only_below_one():
+def test_stats_options_never_use_tfdvs_random_sampler():
     assert stats_options(50).sample_rate is None
-    assert stats_options(50, sample_rate=0.25).sample_rate == 0.25
     options = stats_options(5000)
     assert options.num_top_values == 5000
     assert options.num_rank_histogram_buckets == 1000
     assert options.num_quantiles_histogram_buckets == QUANTILE_BUCKETS
+
+
+# -------------------------------------------------------------------------- RowSample
+
+
+def numbered_chunk(n: int, source: str = "batch.csv") -> RecordChunk:
+    """A typed n-row chunk whose column `n` holds each row's position (to see which rows a
+    sample kept)."""
+    frame = pd.DataFrame({"n": np.arange(n, dtype=np.float64)})
+    return RecordChunk(source, [f"{source}:{i}" for i in range(n)], [""] * n, frame)
+
+
+@pytest.mark.parametrize("n", [1, 40, 399, 400])
+def test_a_chunk_within_the_floor_is_kept_whole(n):
+    sample = RowSample(rate=0.1, min_rows=400)
+    assert sample.rows(numbered_chunk(n)) is None
+    batch = sampled_record_batch(numbered_chunk(n), {"n": NUMERIC}, sample)
+    assert batch.column(0).to_pylist() == [[float(i)] for i in range(n)]
+
+
+@pytest.mark.parametrize(("n", "rate", "kept"), [(4096, 0.1, 410), (10000, 0.1, 1000),
+                                                  (4096, 0.25, 1024), (1000, 0.1, 400),
+                                                  (401, 0.1, 400), (4096, 0.001, 400)])  # fmt: skip
+def test_a_large_chunk_keeps_the_rate_or_the_floor(n, rate, kept):
+    sample = RowSample(rate=rate, min_rows=400)
+    assert sample.size(n) == kept == max(math.ceil(rate * n), 400)
+    rows = sample.rows(numbered_chunk(n))
+    assert len(rows) == kept and len(set(rows)) == kept
+    assert np.all(np.diff(rows) > 0) and rows[0] >= 0 and rows[-1] < n
+
+
+def test_the_sample_is_spread_over_the_chunk():
+    rows = RowSample(rate=0.1, min_rows=1).rows(numbered_chunk(40_000))
+    # A uniform draw: each tenth of the chunk holds about a tenth of the sample.
+    counts = np.bincount(rows // 4000, minlength=10)
+    assert counts.sum() == 4000
+    assert np.all(np.abs(counts - 400) < 5 * np.sqrt(400))
+
+
+def test_the_same_chunk_gives_the_same_rows_and_another_chunk_others():
+    sample = RowSample(rate=0.1, min_rows=100)
+    first = sample.rows(numbered_chunk(4096))
+    assert np.array_equal(first, sample.rows(numbered_chunk(4096)))  # a fresh, equal chunk
+    assert not np.array_equal(first, sample.rows(numbered_chunk(4096, source="other.csv")))
+    batch = sampled_record_batch(numbered_chunk(4096), {"n": NUMERIC}, sample)
+    assert batch.column(0).to_pylist() == [[float(i)] for i in first]
+
+
+def test_a_full_sample_keeps_every_row():
+    sample = RowSample(rate=1.0, min_rows=1)
+    assert sample.full and sample.rows(numbered_chunk(5000)) is None
+
+
+BAD_SAMPLES = [
+    ({"rate": 0.0}, r"rate must be in \(0, 1\]"),
+    ({"rate": 1.5}, "Received: rate=1.5"),
+    ({"min_rows": 0}, "min_rows must be >= 1"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), BAD_SAMPLES)
+def test_row_sample_refuses_bad_settings(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        RowSample(**kwargs)
+
+
+def _check_rows(actual, rows: int) -> None:
+    (stats,) = actual
+    if stats.datasets[0].num_examples != rows:
+        raise BeamAssertException(f"num_examples {stats.datasets[0].num_examples} != {rows}")
+
+
+def test_compute_statistics_with_a_sample_counts_the_kept_rows():
+    chunks = [numbered_chunk(4096), numbered_chunk(40, source="small.csv")]
+    with BeamTestPipeline() as p:
+        stats = (
+            p
+            | beam.Create(chunks)
+            | ComputeStatistics({"n": NUMERIC}, stats_options(10), RowSample(0.1, 400))
+        )
+        assert_that(stats, functools.partial(_check_rows, rows=410 + 40))
 
 
 # ---------------------------------------------------------------------------- quantile

@@ -48,6 +48,7 @@ def test_report_of_a_scored_batch(model_dir, scores_dir, tmp_path):
     assert "<link" not in html and 'src="http' not in html
     summary = json.loads((scores_dir / "summary.json").read_text())
     assert f"<b>{summary['rows_read']:,}</b>rows read" in html
+    assert "-row sample of" not in html  # a small output's histogram holds every row
     flags = pd.read_parquet(scores_dir / "flags")
     top = flags.sort_values("score", ascending=False).iloc[0]
     assert top["record_id"] in html  # the first row of the top-anomalies table
@@ -123,4 +124,5 @@ def test_a_million_scored_rows_make_a_small_report(model_dir, tmp_path):
     html = open(out).read()
     assert _section_ids(html) == list(SECTIONS)
     assert "1,000,000" in html  # the row accounting counts every row ...
+    assert "histogram of a 200,000-row sample of 1,000,000" in html  # ... the histogram not
     assert html.count('r="2.6"') <= 3000  # ... but the latent map draws a sample
