@@ -48,11 +48,7 @@ class DataConfig:
         _check_choice("data.format", self.format, FORMATS)
         _check_choice("data.numeric_scaling", self.numeric_scaling, NUMERIC_SCALINGS)
         _check_positive("data.chunk_rows", self.chunk_rows)
-        if (
-            isinstance(self.split_bytes, bool)
-            or not isinstance(self.split_bytes, int)
-            or (self.split_bytes < 0)
-        ):
+        if type(self.split_bytes) is not int or self.split_bytes < 0:  # bool is not
             raise ConfigError(
                 "data.split_bytes must be a whole number of bytes >= 0 (0: never split a file). "
                 f"Received: {self.split_bytes!r}"
