@@ -17,9 +17,9 @@ import pyarrow as pa
 from configs.schema import CompressConfig
 from pipeline.archive import format as fmt
 from pipeline.archive.blocks import Archiver, bits_per_record, dictionary_for, output_table
+from pipeline.archive.spellings import type_for_archive
 from pipeline.core.fs import files_below, read_bytes, read_text, write_bytes, write_text
 from pipeline.core.records import DeadLetter, RecordChunk
-from pipeline.features.column_types import apply_kinds
 from pipeline.sources.ids import with_ids
 
 FRAME_SOURCE = "dataframe"
@@ -84,7 +84,7 @@ def compress_frame(
     )
     blocks, dead, non_integer = [], [], set()
     for position, chunk in enumerate(_chunks(frame, config, dead)):
-        typed, typing_dead = apply_kinds(chunk, bundle.encoding.kinds, exclude)
+        typed, typing_dead = type_for_archive(chunk, bundle.encoding.kinds, exclude)
         dead += typing_dead
         if typed is None:
             continue

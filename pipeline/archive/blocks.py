@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from configs.schema import CompressConfig
 from pipeline.archive import format as fmt
+from pipeline.archive import spellings
 from pipeline.archive.coder import BlockCoder, header_bytes, header_from_bytes
 from pipeline.archive.verify import check_block
 from pipeline.core.records import INT_CATEGORICAL, DeadLetter, RecordChunk
@@ -51,7 +52,8 @@ class Archiver:
         self._coder = BlockCoder(model, encoding, settings, dictionary)
         self._settings = settings
         self._id_column = id_column
-        self._exclude = tuple(exclude)
+        # The boolean columns' spellings travel as side columns (`spellings`).
+        self._exclude = tuple(exclude) + spellings.spelling_columns(encoding.kinds)
         self._numeric = [s.name for s in encoding.numeric]
         self._categorical = [s.name for s in encoding.categorical]
 
@@ -219,6 +221,7 @@ def output_table(frame: pd.DataFrame, side: pa.Table | None, info: dict, encodin
         for name in side.column_names:
             column = side.column(name)
             arrays[name] = column.cast(pa.string()) if pa.types.is_null(column.type) else column
+    spellings.restore_spellings(arrays, spellings.boolean_columns(encoding.kinds))
     order = [c for c in info["columns"] if c in arrays] + [
         c for c in arrays if c not in info["columns"]
     ]

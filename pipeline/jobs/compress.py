@@ -24,11 +24,11 @@ from configs import ConfigError, VaepipeConfig, save_config
 from configs.schema import CompressConfig
 from pipeline.archive import format as fmt
 from pipeline.archive.blocks import Archiver, bits_per_record, dictionary_for
+from pipeline.archive.spellings import type_for_archive
 from pipeline.artifacts.bundle import load_bundle
 from pipeline.core import metrics
 from pipeline.core.fs import files_below, write_bytes, write_text
 from pipeline.core.records import DEAD
-from pipeline.features.column_types import apply_kinds
 from pipeline.jobs.runner import run_pipeline
 from pipeline.kinds import tabular
 from pipeline.sinks.parquet import WriteDeadLetters
@@ -71,7 +71,7 @@ class _ReadTypedDoFn(beam.DoFn):
             for position, (chunk, dead) in enumerate(file_chunks(path, self._config)):
                 self._read.inc((len(chunk) if chunk is not None else 0) + len(dead))
                 if chunk is not None:
-                    typed, typing_dead = apply_kinds(chunk, self._kinds, self._exclude)
+                    typed, typing_dead = type_for_archive(chunk, self._kinds, self._exclude)
                     dead = [*dead, *typing_dead]
                     if typed is not None:
                         yield position, typed
