@@ -20,7 +20,8 @@ The symbols of a block, in the order both sides code them:
    last digit) is coded either under a `context` mixture (base measure: the decoder's Gaussian
    over the block's range of indices; contexts: the decoder's bin, earlier categories and
    numbers) or as the residual d = k - round(m) under the decoder's Gaussian itself,
-   whichever the encoder finds cheaper on scratch coders (a header flag). m is the decoder's
+   whichever the encoder finds cheaper (a header flag: the mixture's code length estimated,
+   `context.estimate`, the Gaussian's measured on a scratch coder). m is the decoder's
    mean mapped onto the grid's continuous index (original units: center + scale * sinh(u),
    then `Grid.coordinate`), its width the secant of the +-1 sigma points mapped the same way:
    the decoder's Gaussian pushed forward through the inverse asinh and the grid, linearised
@@ -76,6 +77,7 @@ SPIKE_BUCKETS = (0.5, 1.5, 3.0, 6.0)  # distance from the decoder's mean, in its
 SPIKE_BATCH = 256
 SPIKE_PRIOR = 0.5
 WIDENINGS = (-6, -5, -4, -3, -2, -1, 0, 1, 2)
+HEADER_BITS_PER_CHAR = 1.5  # about what a header's JSON costs a char, zlib'd (its keys repeat)
 _QG_FAMILY = _model.QuantizedGaussian(-FAR, FAR)
 
 
@@ -167,16 +169,16 @@ class BlockCoder:
         k, ok = grid.representable(x, tolerance)
         primer = self._dictionary.numeric(j, grid, tolerance)
         theirs = self._dictionary.numeric_model(j, spec, grid)
+        view = parents.view(present, primer, theirs)
         if model is not None and len(x):
             spikes = choose_spikes(k, ok)
             rest = _spike_symbols(k, ok, spikes) == 0
             widening = choose_widening(_take(model, rest), k[rest], ok[rest])
-            mix = _choose_mixture(x, grid, tolerance, model, spikes, widening, k, ok,
-                                  parents.view(present, primer, theirs))  # fmt: skip
+            mix = _choose_mixture(x, grid, tolerance, model, spikes, widening, k, ok, view)
         if mix is None:
             _encode_numbers(encoder, x, grid, tolerance, model, spikes, widening)
         else:
-            _encode_mixture(encoder, k, model, mix, parents.view(present, primer, theirs))
+            _encode_mixture(encoder, k, model, mix, view)
         if mix is not None:  # the Gaussian's corrections are not used: not stored
             spikes, widening = [], 0
         entry = {**grid.to_dict(), "spikes": spikes, "widening": widening, "mix": mix}
@@ -248,7 +250,9 @@ class BlockCoder:
         if outputs is None:
             return None
         present = self._dictionary.classes[j] >= 0
-        return np.argmax(self._probabilities(outputs, j, present), axis=1)
+        return self._dictionary.memo(
+            ("argmax", j), lambda: np.argmax(self._probabilities(outputs, j, present), axis=1)
+        )
 
     def _probabilities(self, outputs: DecoderOutputs, j: int, present: np.ndarray) -> np.ndarray:
         logits = outputs.logits[present, self._offsets[j] : self._offsets[j + 1]]
@@ -343,14 +347,38 @@ def _choose_latent_parents(
 ) -> list[int] | None:
     """Earlier latent dimensions whose symbols tell about this one's (the aggregate
     posterior is no product of independent priors), or None when the prior alone codes
-    the dimension in fewer bits."""
+    the dimension in fewer bits (both code lengths estimated, nothing coded)."""
     used = [i for i, s in enumerate(earlier_steps) if s is not None]
-    candidates = {i: z[:, i] for i in used}
-    parents = context.choose_parents(symbols.astype(np.int64) + top, candidates) if used else []
-    plain, mixed = _queue.RangeEncoder(), _queue.RangeEncoder()
-    _code_latent(plain, symbols, z, None, top, step)
-    _code_latent(mixed, symbols, z, parents, top, step, primed=primed)
-    return parents if mixed.num_bits() < plain.num_bits() else None
+    candidates = {i: context.compact(z[:, i])[0] for i in used}
+    shifted = symbols.astype(np.int64) + top
+    parents = context.choose_parents(shifted, candidates) if used else []
+    prior, contexts, primer = _latent_inputs(z, parents, top, step, len(symbols), primed)
+    exact = _latent_prior(top, step, floor=0.0)[shifted]
+    plain = -np.log2(np.maximum(exact, 2.0**-24)).sum()
+    mixed = context.estimate(shifted, prior[shifted], 2 * top + 1, contexts, primer)
+    return parents if mixed + _header_bits(parents) < plain + _header_bits(None) else None
+
+
+def _latent_prior(top: int, step: float, floor: float = context.FLOOR) -> np.ndarray:
+    """The prior's mass on each symbol -top..top (the tails folded into the end ones)."""
+    from scipy.special import ndtr
+
+    edges = (np.arange(-top, top + 2, dtype=np.float64) - 0.5) * step
+    cdf = ndtr(edges)
+    cdf[0], cdf[-1] = 0.0, 1.0
+    prior = np.maximum(np.diff(cdf), floor)
+    return prior / prior.sum()
+
+
+def _latent_inputs(z, parents, top: int, step: float, n: int, primed=None):
+    """(the prior's bins, the contexts, the primer) of a latent dimension's mixture."""
+    prior = _latent_prior(top, step)
+    # The dictionary's z, and its symbols of this dimension shifted to 0..2 top.
+    primed_z, primer = (np.zeros((0, z.shape[1])), None) if primed is None else primed
+    rows = len(primed_z)
+    values = [np.concatenate([primed_z[:, i], z[:, i]]) for i in parents]
+    contexts = context.contexts(np.zeros(rows + n), values, rows, primed_prediction=True)
+    return prior, contexts, primer
 
 
 def _code_latent(
@@ -366,17 +394,8 @@ def _code_latent(
             return np.asarray(coder.decode(family, count), dtype=np.int64)
         coder.encode(symbols, family)
         return symbols
-    from scipy.special import ndtr
-
-    edges = (np.arange(-top, top + 2, dtype=np.float64) - 0.5) * step
-    prior = np.maximum(np.diff(ndtr(edges)), context.FLOOR)
-    prior /= prior.sum()
     n = len(z) if symbols is None else len(symbols)
-    # The dictionary's z, and its symbols of this dimension shifted to 0..2 top.
-    primed_z, primer = (np.zeros((0, z.shape[1])), None) if primed is None else primed
-    rows = len(primed_z)
-    values = [np.concatenate([primed_z[:, i], z[:, i]]) for i in parents]
-    contexts = context.contexts(np.zeros(rows + n), values, rows, primed_prediction=True)
+    prior, contexts, primer = _latent_inputs(z, parents, top, step, n, primed)
     base = lambda r: np.broadcast_to(prior, (len(range(n)[r]), len(prior)))  # noqa: E731
     shifted = None if symbols is None else (symbols + top).astype(np.int32)
     out, _ = context.code(coder, shifted, base, n, 2 * top + 1, contexts, primer)
@@ -469,20 +488,25 @@ def choose_widening(model: _NumericModel, k: np.ndarray, ok: np.ndarray) -> int:
 # -------------------------------------------------------------------- the mixture
 def _choose_category_mixture(index, probabilities, view: _View) -> dict | None:
     """A category's mixture (the decoder's softmax as base measure; contexts: its argmax and
-    up to two earlier categories) when it codes the column in fewer bits than the softmax."""
+    up to two earlier categories) when it codes the column in fewer bits than the softmax
+    (both code lengths estimated, nothing coded)."""
     mix = {"parents": view.choose_parents(index.astype(np.int64))}
-    plain = _queue.RangeEncoder()
-    _encode_classes(plain, index, probabilities, None, view)
-    mixed = _queue.RangeEncoder()
-    _encode_classes(mixed, index, probabilities, mix, view)
-    return mix if mixed.num_bits() < plain.num_bits() else None
+    rows = np.arange(len(index))
+    plain = -np.log2(np.maximum(probabilities[rows, index], 2.0**-24)).sum()
+    base, contexts = _class_inputs(probabilities, mix, view)
+    picked = base(slice(None))[rows, index]
+    mixed = context.estimate(index, picked, probabilities.shape[1], contexts, view.symbols())
+    return mix if mixed + _header_bits(mix) < plain + _header_bits(None) else None
 
 
 def _class_inputs(probabilities, mix: dict, view: _View):
     floored = np.maximum(probabilities, context.FLOOR)
     floored /= floored.sum(axis=1, keepdims=True)
-    contexts = view.contexts(np.argmax(probabilities, axis=1), mix["parents"], view.primed_model)
-    return (lambda rows: floored[rows]), contexts
+    key = ("classes", tuple(mix["parents"]))
+    if key not in view.cache:  # the encoder's choice and its code share them
+        prediction = np.argmax(probabilities, axis=1)
+        view.cache[key] = view.contexts(prediction, mix["parents"], view.primed_model)
+    return (lambda rows: floored[rows]), view.cache[key]
 
 
 def _encode_classes(encoder, index, probabilities, mix, view: _View) -> None:
@@ -505,8 +529,9 @@ def _decode_classes(decoder, probabilities, mix, view: _View) -> np.ndarray:
 
 def _choose_mixture(x, grid, tolerance, model, spikes, widening, k, ok, view: _View):
     """The mixture's header entry (`context`) when it codes the column in fewer bits than the
-    Gaussian with spikes, else None. Both are tried on scratch coders: the choice costs a
-    flag in the header, never a bit more than the better code."""
+    Gaussian with spikes, else None: the Gaussian's code is made on a scratch coder (it is
+    cheap), the mixture's length estimated (`context.estimate`, within a few bytes of its
+    code), each with its header entry."""
     if not ok.all():
         return None
     lo, hi = int(k.min()), int(k.max())
@@ -514,12 +539,29 @@ def _choose_mixture(x, grid, tolerance, model, spikes, widening, k, ok, view: _V
         return None
     mix = {"lo": lo, "size": hi - lo + 1, "widening": choose_widening(model, k, ok)}
     mix["parents"] = view.choose_parents(k - lo, lo, hi - lo + 1)
-    scratch = _queue.RangeEncoder()
+    scratch = _queue.RangeEncoder()  # the Gaussian's code is cheap to make: made, measured
     _encode_numbers(scratch, x, grid, tolerance, model, spikes, widening)
-    gaussian_bits = scratch.num_bits()
-    scratch = _queue.RangeEncoder()
-    _encode_mixture(scratch, k, model, mix, view)
-    return mix if scratch.num_bits() < gaussian_bits else None
+    mixed = _mixture_bits(k, model, mix, view) + _header_bits(
+        {"spikes": [], "widening": 0, "mix": mix}
+    )
+    plain = scratch.num_bits() + _header_bits({"spikes": spikes, "widening": widening, "mix": None})
+    return mix if mixed < plain else None
+
+
+def _header_bits(entry) -> float:
+    """About what a header entry costs (its JSON, zlib'd with the rest of the header): the
+    mixture's longer entry is paid for, which a small block's saving may not cover."""
+    return HEADER_BITS_PER_CHAR * len(json.dumps(entry, separators=(",", ":")))
+
+
+def _mixture_bits(k, model, mix: dict, view: _View) -> float:
+    """The mixture's code length of bins k (estimated: `context.estimate`)."""
+    _, contexts, primer = _mixture_inputs(model, mix, view)
+    symbols = (k - mix["lo"]).astype(np.int64)
+    rescaled = _rescaled(model, int(mix["widening"]))
+    picked = context.gaussian_pick(rescaled.location - mix["lo"], rescaled.spread, mix["size"],
+                                   symbols)  # fmt: skip
+    return context.estimate(symbols, picked, mix["size"], contexts, primer)
 
 
 def _mixture_inputs(model, mix: dict, view: _View):
@@ -531,8 +573,11 @@ def _mixture_inputs(model, mix: dict, view: _View):
     if view.primed_model is not None:
         theirs = _rescaled(view.primed_model, int(mix["widening"]))
         primed = np.clip(np.rint(theirs.location - mix["lo"]), 0, size - 1)
-    contexts = view.contexts(prediction, mix["parents"], primed)
-    base = lambda rows: context.gaussian_bins(location[rows], spread[rows], size)  # noqa: E731
+    key = ("numbers", mix["lo"], size, int(mix["widening"]), tuple(mix["parents"]))
+    if key not in view.cache:  # the encoder's choice and its code share them
+        view.cache[key] = view.contexts(prediction, mix["parents"], primed)
+    contexts = view.cache[key]
+    base = context.Gaussian(location, spread, size)
     return base, contexts, view.symbols(mix["lo"], size)
 
 
@@ -567,6 +612,8 @@ class _Dictionary:
             self._z_mean = np.asarray(z_mean, dtype=np.float64)
         self.z = np.zeros((self.rows, 0))
         self.outputs: DecoderOutputs | None = None
+        self._steps: list | None = None
+        self._memo: dict = {}  # per (what, column, grid): the same for every block's grid
         self._symbols: dict[int, np.ndarray] = {}
         self._numbers = []
         self.classes = []
@@ -584,9 +631,13 @@ class _Dictionary:
             self.classes.append(classes)
 
     def quantize(self, steps, net: DecoderNet) -> None:
-        """The dictionary's codes on a block's latent steps, and the decoder's outputs."""
-        if not len(self._z_mean):
+        """The dictionary's codes on a block's latent steps, and the decoder's outputs. Kept
+        while the steps stay the same (blocks of one source mostly share them), with what is
+        derived from them (`_memo`): the decoder runs on the dictionary once, not per block."""
+        if not len(self._z_mean) or (self.outputs is not None and list(steps) == self._steps):
             return
+        self._steps = list(steps)
+        self._memo = {}
         self.z = np.zeros_like(self._z_mean)
         for i, step in enumerate(steps):
             if step is not None:
@@ -606,9 +657,21 @@ class _Dictionary:
         classes = self.classes[j]
         return classes >= 0, classes[classes >= 0]
 
+    def memo(self, key: tuple, make):
+        """`make()`, kept for the next block that asks with the same key."""
+        if key not in self._memo:
+            if len(self._memo) > 4096:
+                self._memo = {}
+            self._memo[key] = make()
+        return self._memo[key]
+
     def numeric(self, j: int, grid, tolerance) -> tuple[np.ndarray, np.ndarray]:
         """(present mask, bin indices on the block's grid; values the grid cannot hold
         within their bound are marked by -2**62)."""
+        key = ("numeric", j, _grid_key(grid.to_dict()), tolerance)
+        return self.memo(key, lambda: self._numeric(j, grid, tolerance))
+
+    def _numeric(self, j: int, grid, tolerance) -> tuple[np.ndarray, np.ndarray]:
         x = self._numbers[j]
         present = ~np.isnan(x)
         if grid.step == 0 or not present.any():
@@ -621,11 +684,16 @@ class _Dictionary:
         block's grid (None without a dictionary or a grid)."""
         if self.outputs is None:
             return None
-        return _numeric_model(self.outputs, j, ~np.isnan(self._numbers[j]), spec, grid)
+        present = ~np.isnan(self._numbers[j])
+        key = ("model", j, _grid_key(grid.to_dict()))
+        return self.memo(key, lambda: _numeric_model(self.outputs, j, present, spec, grid))
 
     def on_grid(self, j: int, entry: dict) -> np.ndarray:
         """Column j's values as the block's grid decodes them (NaN where missing): the
         context values a block's records of the same value share."""
+        return self.memo(("on_grid", j, _grid_key(entry)), lambda: self._on_grid(j, entry))
+
+    def _on_grid(self, j: int, entry: dict) -> np.ndarray:
         x = self._numbers[j].copy()
         present = ~np.isnan(x)
         if present.any():
@@ -636,6 +704,12 @@ class _Dictionary:
         return x
 
 
+def _grid_key(entry: dict) -> str:
+    """A grid's header entry as a key (its grid fields only)."""
+    return json.dumps({k: v for k, v in entry.items() if k not in ("spikes", "widening", "mix")},
+                      sort_keys=True)  # fmt: skip
+
+
 class _Known:
     """What both sides know when a column is coded: the earlier columns' values (context
     candidates) for the block's records and for the dictionary's."""
@@ -644,10 +718,12 @@ class _Known:
         self.dictionary = dictionary
         self.block: dict[str, np.ndarray] = {}
         self.primed: dict[str, np.ndarray] = {}
+        self.ids: dict[str, tuple[np.ndarray, int]] = {}  # `context.compact` of both, once
 
     def add(self, key: str, values: np.ndarray, primed: np.ndarray) -> None:
         self.block[key] = np.asarray(values, dtype=np.float64)
         self.primed[key] = np.asarray(primed, dtype=np.float64)
+        self.ids[key] = context.compact(np.concatenate([self.primed[key], self.block[key]]))
 
     def view(self, present: np.ndarray, primer, primed_model=None) -> _View:
         return _View(self, present, *primer, primed_model)
@@ -663,6 +739,7 @@ class _View:
     primed_present: np.ndarray
     primed_symbols: np.ndarray
     primed_model: object = None  # the decoder's model of the dictionary's values, if known
+    cache: dict = field(default_factory=dict)  # contexts made for a mixture, by its entry
 
     def values(self, key: str) -> np.ndarray:
         """The dictionary's values of `key` (where this column is present), then the
@@ -675,7 +752,7 @@ class _View:
         """The contexts of this column; `primed`: the decoder's bins of the dictionary's
         values (then its bin contexts are primed too)."""
         rows = int(self.primed_present.sum())
-        values = [self.values(key) for key in keys]
+        values = [self.ids(key) for key in keys]
         if primed is None:
             return context.contexts(prediction, values, rows)
         both = np.concatenate([primed, prediction])
@@ -692,12 +769,25 @@ class _View:
         primed = self.symbols(lo, size)
         keep = primed >= 0
         every = np.concatenate([primed[keep], symbols]).astype(np.int64)
-        rows = int(self.primed_present.sum())
+        # The dictionary's records with a symbol in this alphabet, then the block's present.
+        rows = self.rows(keep)
         candidates = {}
-        for key in self.known.block:
-            ids, _ = context.compact(self.values(key))
-            candidates[key] = np.concatenate([ids[:rows][keep], ids[rows:]])
+        for key, (ids, count) in self.known.ids.items():
+            candidates[key] = context.recompact(ids[rows], count)
         return context.choose_parents(every, candidates)
+
+    def ids(self, key: str) -> tuple[np.ndarray, int]:
+        """`context.compact` of `values(key)`, from the ids `_Known` made once."""
+        ids, count = self.known.ids[key]
+        mine = context.recompact(ids[self.rows()], count)
+        return mine, int(mine.max(initial=-1)) + 1
+
+    def rows(self, keep: np.ndarray | None = None) -> np.ndarray:
+        """Where this column's records are in `_Known.ids`: the dictionary's present (those
+        of them `keep` marks), then the block's present."""
+        primed = self.primed_present.nonzero()[0]
+        block = len(self.primed_present) + self.present.nonzero()[0]
+        return np.concatenate([primed if keep is None else primed[keep], block])
 
 
 def _encode_numbers(encoder, x, grid, tolerance, model, spikes, widening: int) -> None:

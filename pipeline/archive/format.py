@@ -34,7 +34,7 @@ from pipeline.core.errors import BundleError
 from pipeline.core.fs import exists, read_text
 
 FORMAT = "vaepipe-archive"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: models chosen by code-length estimates, two-level alphabets
 MAGIC = b"VZA1"
 BLOCKS = "blocks"
 DEAD_LETTER = "dead_letter"

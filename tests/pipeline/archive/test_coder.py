@@ -168,3 +168,21 @@ def test_a_non_integer_in_an_integer_category_is_a_dead_letter(tiny_model, encod
         ("t.csv:9", "not_an_integer", "level"),
         ("t.csv:11", "not_an_integer", "level"),
     ]
+
+
+def test_a_coder_keeping_the_dictionarys_counts_decodes_as_a_fresh_one(
+    tiny_model, encoding, frame_of
+):
+    """The dictionary's codes, decoder outputs and grid values are kept between blocks
+    (`_Dictionary.memo`): blocks decoded by the coder that made them, in any order, equal
+    the blocks a fresh coder decodes (which counts the dictionary anew)."""
+    settings = CompressConfig(relative_tolerance=0.01)
+    dictionary = frame_of(600, 20)
+    coder = BlockCoder(tiny_model, encoding, settings, dictionary)
+    blocks = [coder.encode(frame_of(300, seed)) for seed in (21, 22)]
+    kept = [coder.decode(b.header, b.words) for b in blocks[::-1]]
+    for block, decoded in zip(blocks[::-1], kept, strict=True):
+        fresh = BlockCoder(tiny_model, encoding, settings, dictionary)
+        pd.testing.assert_frame_equal(decoded, fresh.decode(block.header, block.words))
+    assert kept[1]["city"].tolist() == frame_of(300, 21)["city"].tolist()
+    assert coder._dictionary._memo  # something was kept
