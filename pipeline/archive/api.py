@@ -19,7 +19,7 @@ from pipeline.archive import format as fmt
 from pipeline.archive.blocks import Archiver, bits_per_record, dictionary_for, output_table
 from pipeline.archive.spellings import type_for_archive
 from pipeline.core.fs import files_below, read_bytes, read_text, write_bytes, write_text
-from pipeline.core.records import DeadLetter, RecordChunk
+from pipeline.core.records import DeadLetter, JsonRows, RecordChunk
 from pipeline.sources.ids import with_ids
 
 FRAME_SOURCE = "dataframe"
@@ -129,7 +129,7 @@ def _chunks(frame: pd.DataFrame, config, dead: list) -> list[RecordChunk]:
     file's rows; ids `dataframe:<row>` without data.id_column)."""
     values = frame.reset_index(drop=True).astype(object)
     values = values.where(values.notna(), None)
-    raws = [json.dumps(row, default=str) for row in values.to_dict(orient="records")]
+    raws = JsonRows(values)
     size = config.data.chunk_rows
     chunks = []
     for start in range(0, len(values), size):

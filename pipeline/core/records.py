@@ -7,6 +7,7 @@ record, so every stage after parsing is vectorised. A record that cannot go on b
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -76,9 +77,37 @@ class RawLines(Sequence):
         return RawLines(self._data, self._starts[index], self._ends[index])
 
 
+class JsonRows(Sequence):
+    """The raw input of rows that came as values (a DataFrame, Parquet): each row as JSON text,
+    written only when a dead letter needs it, as `RawLines` decodes a CSV line only then."""
+
+    def __init__(self, frame: pd.DataFrame, rows: np.ndarray | None = None):
+        self._frame = frame
+        self._rows = np.arange(len(frame)) if rows is None else np.asarray(rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return JsonRows(self._frame, self._rows[i])
+        row = self._frame.iloc[int(self._rows[i])]
+        values = {str(k): v.item() if isinstance(v, np.generic) else v for k, v in row.items()}
+        return json.dumps(values, default=str)
+
+    def __iter__(self) -> Iterator[str]:
+        return (self[i] for i in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    def take(self, index: np.ndarray) -> JsonRows:
+        return JsonRows(self._frame, self._rows[index])
+
+
 def take_raw(raw: Sequence[str], index: np.ndarray) -> Sequence[str]:
-    """The raw inputs at integer positions `index` (lazily, for `RawLines`)."""
-    if isinstance(raw, RawLines):
+    """The raw inputs at integer positions `index` (lazily, for `RawLines` and `JsonRows`)."""
+    if isinstance(raw, RawLines | JsonRows):
         return raw.take(index)
     return [raw[i] for i in index]
 

@@ -7,7 +7,6 @@ Tables only: image folders go through the Beam jobs (`pipeline.jobs.train` / `sc
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -23,7 +22,7 @@ import pyarrow as pa
 from configs import ConfigError, VaepipeConfig
 from pipeline.artifacts import bundle as bundle_lib
 from pipeline.artifacts.shards import SPLITS, rows_dataset, rows_epoch_dataset, split_mask
-from pipeline.core.records import DeadLetter, RecordChunk
+from pipeline.core.records import DeadLetter, JsonRows, RecordChunk
 from pipeline.features.column_types import (
     ProfileColumns,
     apply_kinds,
@@ -85,7 +84,7 @@ def frame_chunk(frame: pd.DataFrame, config: VaepipeConfig) -> tuple[RecordChunk
     column is a dead letter naming its record and field, not a conversion error."""
     values = frame.reset_index(drop=True).astype(object)
     values = values.where(values.notna(), None)
-    raws = [json.dumps(row, default=str) for row in values.to_dict(orient="records")]
+    raws = JsonRows(values)
     numbers = range(1, len(values) + 1)
     return with_ids(values, raws, numbers, FRAME_SOURCE, config.data, [])
 

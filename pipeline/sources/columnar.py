@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from configs.schema import DataConfig
-from pipeline.core.records import DeadLetter, RecordChunk
+from pipeline.core.records import DeadLetter, JsonRows, RecordChunk
 from pipeline.sources.ids import parse_dead_letter, with_ids
 
 
@@ -54,7 +54,7 @@ def parse_arrow_batch(
     if frame.empty:
         return None, []
     frame = frame.astype(object).where(frame.notna(), None)
-    raws = [json.dumps(row, default=str) for row in frame.to_dict(orient="records")]
+    raws = JsonRows(frame)
     numbers = list(range(first_row + 1, first_row + len(frame) + 1))
     return with_ids(frame, raws, numbers, source, config, [])
 

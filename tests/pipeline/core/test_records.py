@@ -111,3 +111,18 @@ def test_encoded_chunk_length_and_default_passthrough():
 
 def test_column_kinds_are_distinct():
     assert len(set(COLUMN_KINDS)) == len(COLUMN_KINDS) == 3
+
+
+def test_json_rows_write_each_row_as_the_records_json_only_when_asked():
+    import json
+
+    from pipeline.core.records import JsonRows, take_raw
+
+    frame = pd.DataFrame({"id": [7, 8, 9], "x": [1.5, None, 3.0], "c": ["a", None, "c"]})
+    values = frame.astype(object).where(frame.notna(), None)
+    expected = [json.dumps(row, default=str) for row in values.to_dict(orient="records")]
+    rows = JsonRows(values)
+    assert len(rows) == 3 and list(rows) == expected and rows == expected
+    assert json.loads(rows[0]) == {"id": 7, "x": 1.5, "c": "a"}  # numbers stay numbers
+    assert list(rows[1:]) == expected[1:]
+    assert list(take_raw(rows, np.array([2, 0]))) == [expected[2], expected[0]]
