@@ -4,7 +4,9 @@ Keras' BackupAndRestore saves the weights (with the optimizer state) and the epo
 enough to reach the same result: the sampling seed generator's state is not among the saved
 weights, and early stopping's patience counter, its best value and best weights, and the
 checkpoint's best value live in memory. `ResumeTraining`
-saves them too, after they were updated for the epoch, and restores them at the next start.
+saves them too, after they were updated for the epoch and before the weights (keeping the
+state of the epoch before beside them), and at the next start restores the state saved with
+the weights Keras resumes from: a kill between the two saves loses nothing.
 It never saves an epoch whose loss is not finite, and keeps its files until told to delete
 them (the trap of `delete_checkpoint=True` with TerminateOnNaN: a NaN stop would otherwise
 wipe the resume point).
@@ -47,12 +49,9 @@ class ResumeTraining(keras.callbacks.BackupAndRestore):
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         super().on_train_begin(logs)
-        if not os.path.exists(self._state_path):
-            return
-        with open(self._state_path) as handle:
-            state = json.load(handle)
-        if state["epoch"] != self.model._initial_epoch:
-            return  # killed between saving weights and state: restart the counters only
+        state = state_for_epoch(read_states(self._state_path), self.model._initial_epoch)
+        if state is None:
+            return  # no resume point, or one that does not match the weights: start fresh
         stopper = self._early_stopping
         stopper.wait, stopper.best = state["wait"], state["best"]
         stopper.best_epoch = state["best_epoch"]
@@ -69,7 +68,6 @@ class ResumeTraining(keras.callbacks.BackupAndRestore):
         logs = dict(logs or {})
         if not math.isfinite(float(logs.get("loss", 0.0))):
             return  # never make a diverged epoch the resume point
-        super().on_epoch_end(epoch, logs)  # weights first: a state never runs ahead of them
         for key, value in logs.items():
             self.past_history.setdefault(key, []).append(float(value))
         stopper = self._early_stopping
@@ -85,15 +83,33 @@ class ResumeTraining(keras.callbacks.BackupAndRestore):
             state["seed_state"] = [
                 int(v) for v in keras.ops.convert_to_numpy(self.model.seed_generator.state.value)
             ]
+        # The state goes first, beside the one before it, then the weights: a kill between
+        # the two leaves the weights of the epoch before and that epoch's state still there.
+        states = [*read_states(self._state_path)[-1:], state]
         os.makedirs(self.backup_dir, exist_ok=True)
         temporary = self._state_path + ".tmp"
         with open(temporary, "w") as handle:
-            json.dump(state, handle)
-        os.replace(temporary, self._state_path)  # atomic: a kill leaves old or new state
+            json.dump({"states": states}, handle)
+        os.replace(temporary, self._state_path)  # atomic: a kill leaves old or new states
+        super().on_epoch_end(epoch, logs)
 
     def delete(self) -> None:
         """Remove the resume point (call once training has finished for good)."""
         shutil.rmtree(self.backup_dir, ignore_errors=True)
+
+
+def read_states(path: str) -> list[dict]:
+    """The saved resume states, oldest first ([] when there are none)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as handle:
+        saved = json.load(handle)
+    return saved["states"] if "states" in saved else [saved]  # one state: the older layout
+
+
+def state_for_epoch(states: list[dict], epoch: int) -> dict | None:
+    """The state saved with the weights Keras resumes from (`epoch` epochs done), if any."""
+    return next((state for state in reversed(states) if state["epoch"] == epoch), None)
 
 
 def resume_epoch(backup_dir: str) -> int:

@@ -49,8 +49,9 @@ def test_a_killed_fit_resumes_after_its_last_saved_epoch(layout, records, x_val,
     with pytest.raises(_Killed):
         train([_KillAfterEpoch(1)])
     assert resume_epoch(str(resume_dir)) == 2
-    state = json.loads((resume_dir / STATE_FILE).read_text())
-    assert state["epoch"] == 2
+    states = json.loads((resume_dir / STATE_FILE).read_text())["states"]
+    assert [s["epoch"] for s in states] == [1, 2]  # the last state and the one before it
+    state = states[-1]
     assert len(state["history"]["loss"]) == 2 and len(state["seed_state"]) >= 1
     assert {"wait", "best", "best_epoch", "checkpoint_best"} <= set(state)
 
@@ -70,3 +71,21 @@ def test_a_non_finite_epoch_is_never_made_the_resume_point(small_model, tmp_path
     resume.on_epoch_end(0, {"loss": math.nan, "val_loss": 1.0})
     assert not (tmp_path / "resume" / STATE_FILE).exists()
     assert resume.past_history == {}
+
+
+def test_the_state_saved_with_the_resumed_weights_is_chosen(tmp_path):
+    """Killed after the state of epoch 3 but before its weights: Keras resumes after epoch 2,
+    and the state of epoch 2, kept beside it, is the one restored."""
+    import json
+
+    from vae_model.resume import read_states, state_for_epoch
+
+    path = tmp_path / "resume_state.json"
+    states = [{"epoch": 2, "history": {"loss": [2.0, 1.0]}}, {"epoch": 3, "history": {}}]
+    path.write_text(json.dumps({"states": states}))
+    assert state_for_epoch(read_states(str(path)), 2) == states[0]
+    assert state_for_epoch(read_states(str(path)), 3) == states[1]
+    assert state_for_epoch(read_states(str(path)), 4) is None
+    path.write_text(json.dumps(states[0]))  # the older layout: one state
+    assert state_for_epoch(read_states(str(path)), 2) == states[0]
+    assert read_states(str(tmp_path / "none.json")) == []
