@@ -2,8 +2,9 @@
 and Parquet+zstd of the same rows, at relative tolerances 0 (lossless), 1e-3, 1e-2 and 1e-1.
 
 Per data set: `vaepipe train` (the archive preset below) on a 70% split; `compress` the other
-30% at each tolerance (`--set compress.relative_tolerance=R`), without and with the training
-rows as `compress.dictionary` (their xz'd CSV counted with the model), `decompress` it, and
+30% at each tolerance (`--set compress.relative_tolerance=R`), without a dictionary
+(`compress.dictionary=null`) and with the default one (the training rows the bundle keeps, its
+`archive_dictionary.parquet` part counted with the model), `decompress` it, and
 check every restored value against the CSV's text (numbers within R * |x|, bit-exact at 0;
 categories and missing values exact). Sizes: the archive on disk (blocks/*.vzb +
 archive.json) per record; the model separately (model.keras as the bundle holds it, and the
@@ -36,6 +37,8 @@ import pyarrow.parquet as pq
 from common import ROOT, SHARED_DATA, feature_names, log, machine, markdown, run_vaepipe, set_args
 
 sys.path.insert(0, str(ROOT))
+
+from pipeline.artifacts.bundle import DICTIONARY_FILE  # noqa: E402
 
 # The archive preset: the true ELBO (beta 1: the KL is the code's rate), a variance decoded per
 # record (a record the decoder is sure of costs little), asinh over the IQR scale (heavy-tailed
@@ -91,17 +94,18 @@ def baselines(csv: Path) -> dict[str, int]:
 
 # ------------------------------------------------------------------ the archive
 def archive_run(
-    model: Path, csv: Path, work: Path, tolerance: float, dictionary: Path | None = None
+    model: Path, csv: Path, work: Path, tolerance: float, dictionary: bool = False
 ) -> dict:
     """compress + decompress through the CLI handlers (what `vaepipe compress` runs); with
-    `dictionary`, `compress.dictionary` is that file (the rows the model trained on)."""
+    `dictionary`, under the default `compress.dictionary` (the bundle's training rows),
+    without it under none."""
     from pipeline.cli.archive_commands import cmd_compress, cmd_decompress
 
     tag = f"{tolerance:g}" + ("-dict" if dictionary else "")
     archive, table = work / f"archive-{tag}", work / f"table-{tag}"
     overrides = [f"compress.relative_tolerance={tolerance}", "data.chunk_rows=65536"]
-    if dictionary:
-        overrides.append(f"compress.dictionary={dictionary}")
+    if not dictionary:
+        overrides.append("compress.dictionary=null")
     started = time.perf_counter()
     compress_args = argparse.Namespace(
         model=str(model), input=str(csv), output=str(archive), config=[], set=overrides
@@ -203,16 +207,15 @@ def bench(name: str, train: pd.DataFrame, test: pd.DataFrame, tolerances, work: 
     result = {"set": name, "rows": len(test), "columns": test.shape[1], "csv_bytes":
               test_csv.stat().st_size, "train_s": train_s, "baselines": baselines(test_csv),
               "model": model_sizes(work / "model"), "archive": {}}  # fmt: skip
-    result["dictionary_xz"] = len(
-        lzma.compress(train_csv.read_bytes(), preset=9 | lzma.PRESET_EXTREME)
-    )
+    part = work / "model" / DICTIONARY_FILE
+    result["dictionary_bytes"] = part.stat().st_size if part.exists() else 0
     result["archive_dictionary"] = {}
     for tolerance in tolerances:
         log(f"{name}: compress / decompress at relative tolerance {tolerance:g}")
         result["archive"][tolerance] = archive_run(work / "model", test_csv, work, tolerance)
-        log(f"{name}: the same with the training rows as compress.dictionary")
+        log(f"{name}: the same with the bundle's training rows as the dictionary")
         result["archive_dictionary"][tolerance] = archive_run(
-            work / "model", test_csv, work, tolerance, train_csv
+            work / "model", test_csv, work, tolerance, dictionary=True
         )
     return result
 
@@ -247,7 +250,7 @@ def tables(results: list[dict]) -> str:
             })  # fmt: skip
             models = dict(r["model"])
             if primed:  # what decompress then needs besides the archive: decoder + dictionary
-                models = {f"{k} + dictionary (train CSV, xz)": v + r["dictionary_xz"]
+                models = {f"{k} + dictionary (bundle part)": v + r["dictionary_bytes"]
                           for k, v in models.items()}  # fmt: skip
             for model_label, size in models.items():
                 line = {"set": r["set"], "rel. tol.": label(tolerance), "model": model_label,

@@ -267,27 +267,42 @@ class CompressConfig:
     relative_tolerance * |x|); both 0 (the default): lossless, floats to the bit.
     `column_tolerances` overrides the bound per column, e.g.
     `{src_bytes: {relative_tolerance: 0.05}, duration: {absolute_tolerance: 1}}`.
-    `dictionary`: a table of records (e.g. those the model trained on) that compress and
-    decompress both read before every block, so that the coder's context models start from
-    what they show (like a zstd dictionary); the archive records its SHA-256.
+    `dictionary`: records that compress and decompress both read before every block, so that
+    the coder's context models start from what they show (like a zstd dictionary): `training`
+    (the training rows the bundle keeps), the path of a table of records, or null (none); the
+    archive records its SHA-256. `keep_training_rows` (read by `vaepipe train`): how many of
+    the first training records the bundle keeps for it (0: none, a bundle with no raw records).
     """
 
     absolute_tolerance: float = 0.0
     relative_tolerance: float = 0.0
     column_tolerances: dict = field(default_factory=dict)
     latent_step: float = 8.0
-    dictionary: str | None = None
+    latent_search: bool = True
+    dictionary: str | None = "training"
+    keep_training_rows: int = 65_536
 
     def validate(self) -> None:
+        keep = self.keep_training_rows
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+            raise ConfigError(
+                "compress.keep_training_rows must be a whole number of rows >= 0 (0: the bundle "
+                f"keeps no training records). Received: {keep!r}"
+            )
         if self.dictionary is not None and not (
             isinstance(self.dictionary, str) and self.dictionary.strip()
         ):
             raise ConfigError(
-                "compress.dictionary must be the path of a table of records (CSV, Parquet, "
-                f"TFRecord) or null. Received: {self.dictionary!r}"
+                "compress.dictionary must be `training` (the rows the bundle keeps), the path "
+                "of a table of records (CSV, Parquet, TFRecord) or null. "
+                f"Received: {self.dictionary!r}"
             )
         _check_tolerance("compress.absolute_tolerance", self.absolute_tolerance, upper=None)
         _check_tolerance("compress.relative_tolerance", self.relative_tolerance, upper=1.0)
+        if not isinstance(self.latent_search, bool):
+            raise ConfigError(
+                f"compress.latent_search must be true or false. Received: {self.latent_search!r}"
+            )
         step = self.latent_step
         if isinstance(step, bool) or not isinstance(step, int | float) or not 0 < step <= 64:
             raise ConfigError(

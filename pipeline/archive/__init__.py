@@ -11,6 +11,7 @@ Settings: the config's `compress` section (`configs.schema.CompressConfig`). Mod
 `quantize` (tolerance grids), `network` (the decoder as a float64 numpy function both sides
 compute alike), `context` (the adaptive context mixtures values are coded under, primed by an
 optional dictionary), `coder` (one block of records <-> bytes, with constriction's range
-coder), `blocks` (a typed chunk <-> a checked block), `format` (the archive's files), `verify`
-(the error bound), `api` (plain functions for the Python API).
+coder), `blocks` (a typed chunk <-> a checked block), `dictionary` (the records both sides
+count first: the training rows a bundle keeps, or a table), `format` (the archive's files),
+`verify` (the error bound), `api` (plain functions for the Python API).
 """

@@ -16,7 +16,8 @@ import pyarrow as pa
 
 from configs.schema import CompressConfig
 from pipeline.archive import format as fmt
-from pipeline.archive.blocks import Archiver, bits_per_record, dictionary_for, output_table
+from pipeline.archive.blocks import Archiver, bits_per_record, output_table
+from pipeline.archive.dictionary import dictionary_for
 from pipeline.archive.spellings import type_for_archive
 from pipeline.core.fs import files_below, read_bytes, read_text, write_bytes, write_text
 from pipeline.core.records import DeadLetter, JsonRows, RecordChunk
@@ -78,7 +79,7 @@ def compress_frame(
     settings.check_columns([s.name for s in bundle.encoding.numeric])
     data = config.data
     exclude = tuple(data.exclude_columns)
-    dictionary, digest = dictionary_for(settings, config.data, bundle.encoding)
+    dictionary, digest = dictionary_for(settings, config.data, bundle)
     archiver = Archiver(
         bundle.model, bundle.encoding, settings, data.id_column, exclude, dictionary
     )
@@ -107,9 +108,7 @@ def decompress_archive(bundle, archive: Archive, config) -> pd.DataFrame:
     fmt.check_model(archive.info, bundle.manifest, bundle.directory, "this archive")
     settings = CompressConfig(**archive.info["settings"])
     info = archive.info
-    dictionary, _ = dictionary_for(
-        settings, config.data, bundle.encoding, info.get("dictionary_sha256")
-    )
+    dictionary, _ = dictionary_for(settings, config.data, bundle, info.get("dictionary_sha256"))
     archiver = Archiver(
         bundle.model, bundle.encoding, settings, info["id_column"],
         tuple(info["exclude_columns"]), dictionary,

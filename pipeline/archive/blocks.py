@@ -26,7 +26,6 @@ from pipeline.core.records import INT_CATEGORICAL, DeadLetter, RecordChunk
 STAGE = "compress"
 NOT_AN_INTEGER = "not_an_integer"
 UNDECODABLE_BLOCK = "undecodable_block"
-MAX_DICTIONARY_ROWS = 65_536
 
 
 @dataclass
@@ -143,49 +142,6 @@ class Archiver:
         if len(frame) != row["rows"]:
             raise ValueError(f"block has {len(frame)} rows, its row says {row['rows']}")
         return output_table(frame, side, info, self.encoding)
-
-
-def read_dictionary(path: str, data_config, kinds, exclude=()) -> tuple[pd.DataFrame, str]:
-    """(the typed modelled columns of the first MAX_DICTIONARY_ROWS records of `path`, the
-    file's SHA-256): what both sides count before every block (`compress.dictionary`)."""
-    import hashlib
-
-    from pipeline.core.fs import read_bytes
-    from pipeline.features.column_types import apply_kinds
-    from pipeline.sources.files import file_chunks
-
-    digest = hashlib.sha256(read_bytes(path)).hexdigest()
-    frames, rows = [], 0
-    for chunk, _ in file_chunks(path, data_config):
-        if chunk is None:
-            continue
-        typed, _ = apply_kinds(chunk, kinds, tuple(exclude))
-        if typed is not None:
-            frames.append(typed.frame.head(MAX_DICTIONARY_ROWS - rows))
-            rows += len(frames[-1])
-        if rows >= MAX_DICTIONARY_ROWS:
-            break
-    if not frames:
-        raise ValueError(f"compress.dictionary {path} holds no records the model can read")
-    return pd.concat(frames, ignore_index=True), digest
-
-
-def dictionary_for(settings, data_config, encoding, expected: str | None = None):
-    """The dictionary frame of `settings` (None without one); with `expected`, refuse a file
-    whose SHA-256 is another (a BundleError: the archive cannot be decoded with it)."""
-    if not settings.dictionary:
-        return None, None
-    from pipeline.core.errors import BundleError
-
-    frame, digest = read_dictionary(
-        settings.dictionary, data_config, encoding.kinds, data_config.exclude_columns
-    )
-    if expected is not None and digest != expected:
-        raise BundleError(
-            f"the archive was coded with another compress.dictionary than {settings.dictionary} "
-            "(its SHA-256 differs): only the same file decodes it"
-        )
-    return frame, digest
 
 
 def output_schema(info: dict, encoding) -> dict[str, pa.DataType]:

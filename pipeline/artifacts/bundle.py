@@ -12,6 +12,9 @@
       record_columns.json  (optional; tables) the input's id column and modelled columns in input
                            order with the type each decodes to; bundles without it decode
                            numbers first, then categories, ids as record_id
+      archive_dictionary.parquet  (optional; tables) the first training records' modelled
+                           columns, the dictionary of `vaepipe compress` (compress.dictionary:
+                           training); absent when compress.keep_training_rows is 0
       manifest.json        data kind, package versions and a SHA-256 of every part (written last)
 
 Loading checks the manifest: a missing part, a part whose hash changed, or a bundle from an
@@ -49,6 +52,7 @@ SCORES_FILE = "calibration_scores.npy"
 CONFIG_FILE = "config.yaml"
 REPORT_FILE = "training_report.json"
 COLUMNS_FILE = "record_columns.json"
+DICTIONARY_FILE = "archive_dictionary.parquet"
 MANIFEST_FILE = "manifest.json"
 PARTS = (
     MODEL_FILE,
@@ -62,7 +66,7 @@ PARTS = (
 )
 # Parts a bundle may have: hashed into the manifest when present, loaded when the manifest
 # names them (older bundles lack them).
-OPTIONAL_PARTS = (COLUMNS_FILE,)
+OPTIONAL_PARTS = (COLUMNS_FILE, DICTIONARY_FILE)
 # The types decoded table columns come back as.
 INT64, FLOAT64, STRING = "int64", "float64", "string"
 _PACKAGES = ("vaepipe", "keras", "tensorflow", "apache-beam", "tensorflow-data-validation")

@@ -23,7 +23,8 @@ from apache_beam.io import fileio
 from configs import ConfigError, VaepipeConfig, save_config
 from configs.schema import CompressConfig
 from pipeline.archive import format as fmt
-from pipeline.archive.blocks import Archiver, bits_per_record, dictionary_for
+from pipeline.archive.blocks import Archiver, bits_per_record
+from pipeline.archive.dictionary import dictionary_for
 from pipeline.archive.spellings import type_for_archive
 from pipeline.artifacts.bundle import load_bundle
 from pipeline.core import metrics
@@ -102,7 +103,7 @@ class _CompressDoFn(beam.DoFn):
 
     def setup(self):
         bundle = load_bundle(self._model_dir)
-        dictionary, _ = dictionary_for(self._settings, self._data, bundle.encoding)
+        dictionary, _ = dictionary_for(self._settings, self._data, bundle)
         self._archiver = Archiver(
             bundle.model,
             bundle.encoding,
@@ -182,7 +183,7 @@ def compress(
         raise ConfigError("compress archives tables read from files (CSV, Parquet, TFRecord)")
     paths = tabular.KIND.check_inputs(bundle, input_pattern, config)
     settings.check_columns([s.name for s in bundle.encoding.numeric])
-    _, digest = dictionary_for(settings, config.data, bundle.encoding)
+    _, digest = dictionary_for(settings, config.data, bundle)
     staging = fmt.new_staging(output_dir)
     echo(f"compressing {input_pattern} with {model_dir}")
     counts = run_pipeline(

@@ -24,7 +24,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from configs.schema import CompressConfig
 from pipeline.archive import format as fmt
-from pipeline.archive.blocks import UNDECODABLE_BLOCK, Archiver, dictionary_for
+from pipeline.archive.blocks import UNDECODABLE_BLOCK, Archiver
+from pipeline.archive.dictionary import dictionary_for
 from pipeline.artifacts.bundle import load_bundle
 from pipeline.core import metrics
 from pipeline.core.fs import exists, files_below, move_tree, write_bytes, write_text
@@ -64,7 +65,7 @@ class _DecompressDoFn(beam.DoFn):
     def setup(self):
         bundle = load_bundle(self._model_dir)
         settings = CompressConfig(**self._info["settings"])
-        dictionary, _ = dictionary_for(settings, _trained_data(self._model_dir), bundle.encoding)
+        dictionary, _ = dictionary_for(settings, _trained_data(self._model_dir), bundle)
         self._archiver = Archiver(
             bundle.model,
             bundle.encoding,
@@ -117,7 +118,7 @@ def decompress(
     settings = CompressConfig(**info["settings"])
     # A dictionary other than the one the archive was coded with is refused here, once.
     expected = info.get("dictionary_sha256")
-    dictionary_for(settings, _trained_data(model_dir), bundle.encoding, expected)
+    dictionary_for(settings, _trained_data(model_dir), bundle, expected)
     summary = json.loads(_read(os.path.join(archive_dir, fmt.SUMMARY)))
     pattern = os.path.join(archive_dir, fmt.BLOCKS, f"*{fmt.BLOCK_SUFFIX}")
     staging = fmt.new_staging(output_dir)

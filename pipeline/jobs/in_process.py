@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 
 from configs import ConfigError, VaepipeConfig
+from pipeline.archive.dictionary import dictionary_rows, kept_dictionary
 from pipeline.artifacts import bundle as bundle_lib
 from pipeline.artifacts.shards import SPLITS, rows_dataset, rows_epoch_dataset, split_mask
 from pipeline.core.records import DeadLetter, JsonRows, RecordChunk
@@ -100,6 +101,7 @@ class PreparedFrame:
     dead: list[DeadLetter]
     columns: dict | None = None  # what became of each column (modelled, left out, why)
     record_columns: str | None = None  # the bundle's record_columns.json part
+    dictionary: bytes | None = None  # the bundle's archive_dictionary.parquet part
 
 
 def prepare(data: Data, config: VaepipeConfig) -> PreparedFrame:
@@ -138,7 +140,9 @@ def prepare(data: Data, config: VaepipeConfig) -> PreparedFrame:
     encoded = encode_chunk(typed, encoding, exclude)
     splits = {s: encoded.inputs[split_mask(encoded.record_ids, s, config.train)] for s in SPLITS}
     restore = bundle_lib.record_columns(profiles, kinds, config.data.id_column).to_json()
-    return PreparedFrame(encoding, stats, schema, splits, dead, columns, restore)
+    rows = dictionary_rows(config.compress.keep_training_rows, len(kinds))
+    kept = kept_dictionary([typed], kinds, rows) if rows else None
+    return PreparedFrame(encoding, stats, schema, splits, dead, columns, restore, kept)
 
 
 def train(
@@ -179,6 +183,8 @@ def train(
         schema, stats = str(prepared.schema).encode(), prepared.statistics.SerializeToString()
         parts = bundle_parts(encoding, schema, stats, calibration, scores, config, report)
         parts[bundle_lib.COLUMNS_FILE] = prepared.record_columns.encode()
+        if prepared.dictionary is not None:
+            parts[bundle_lib.DICTIONARY_FILE] = prepared.dictionary
         bundle_lib.write_bundle(model, model_dir, parts, config.data.kind, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)

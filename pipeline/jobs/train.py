@@ -21,6 +21,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from configs import ConfigError, VaepipeConfig
 from configs.loader import dump_config, to_dict
 from configs.schema import TrainConfig
+from pipeline.archive.dictionary import dictionary_from_files, dictionary_line
 from pipeline.artifacts import bundle as bundle_lib
 from pipeline.artifacts.shards import (
     PreparedPaths,
@@ -126,6 +127,10 @@ def train(
     parts = bundle_parts(encoding, schema, statistics, calibration, scores, config, report)
     if FileSystems.exists(paths.record_columns):
         parts[bundle_lib.COLUMNS_FILE] = read_bytes(paths.record_columns)
+    dictionary = _kept_dictionary(input_pattern, encoding, config)
+    if dictionary is not None:
+        parts[bundle_lib.DICTIONARY_FILE] = dictionary
+        echo(f"      {dictionary_line(dictionary)}")
     bundle_lib.write_bundle(model, model_dir, parts, config.data.kind, local)
     leave_report(model_dir, echo=echo)
     FileSystems.delete([paths.root])
@@ -406,6 +411,16 @@ def _fit(paths, encoding: Encoding, config: VaepipeConfig, n_train: int, batch: 
         )
         val_data = shard_dataset(paths.shard_pattern("validation"), dim, batch)
     return model, fit_model(model, train_data, val_data, config, n_train, batch, work, echo)
+
+
+def _kept_dictionary(input_pattern: str, encoding, config: VaepipeConfig) -> bytes | None:
+    """The first training records, kept in the bundle as the archive's dictionary (tables
+    read from files; None for images, BigQuery and compress.keep_training_rows 0)."""
+    if config.data.kind != "tabular" or input_pattern.startswith("bq://"):
+        return None
+    files = [f["path"] for f in input_files(input_pattern)]
+    keep = config.compress.keep_training_rows
+    return dictionary_from_files(files, config.data, encoding.kinds, keep)
 
 
 def _check_resident_backend() -> None:

@@ -121,3 +121,22 @@ def test_light_imports_stay_light(statement, absent):
     code = f"import sys; {statement}; print({absent!r} in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_the_bundle_keeps_its_training_rows_as_the_archives_dictionary(detector, batch, tmp_path):
+    import json
+
+    from pipeline.artifacts.bundle import DICTIONARY_FILE
+
+    saved = tmp_path / "bundle"
+    detector.save(saved)
+    manifest = json.loads((saved / "manifest.json").read_text())
+    archive = detector.compress(batch, relative_tolerance=0.01)
+    assert archive.info["dictionary_sha256"] == manifest["sha256"][DICTIONARY_FILE]
+    back = vaepipe.Detector.load(saved).decompress(archive)
+    assert back["id"].astype(str).tolist() == batch["id"].astype(str).tolist()
+    bare = vaepipe.fit(synthetic_table(600, anomaly_rate=0.0, seed=33), **SMALL,
+                       keep_training_rows=0)  # fmt: skip
+    bare.save(tmp_path / "bare")
+    assert not (tmp_path / "bare" / DICTIONARY_FILE).exists()
+    assert bare.compress(batch).info["dictionary_sha256"] is None

@@ -1,28 +1,22 @@
 """A typed chunk <-> one archive block: a dictionary the block is primed with (fewer bits,
-the bound kept, only the same file decodes it), integer categories, the output types and
+the bound kept, another dictionary does not decode it), integer categories, the output types and
 bits per record."""
 
 from __future__ import annotations
 
-import hashlib
-
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
 
-from configs.schema import CompressConfig, DataConfig
+from configs.schema import CompressConfig
 from pipeline.archive import format as fmt
 from pipeline.archive.blocks import (
     NOT_AN_INTEGER,
     Archiver,
     bits_per_record,
-    dictionary_for,
     output_schema,
-    read_dictionary,
 )
 from pipeline.archive.verify import violations
-from pipeline.core.errors import BundleError
 from pipeline.core.records import RecordChunk
 
 ONE_PERCENT = CompressConfig(relative_tolerance=0.01)
@@ -45,20 +39,6 @@ def test_a_dictionary_primes_the_block_and_keeps_the_bound(tiny_model, encoding,
     other = Archiver(tiny_model, encoding, ONE_PERCENT, dictionary=frame_of(3000, 23))
     with pytest.raises(ValueError):  # another dictionary: other probabilities, other values
         other.decompress_payload(primed["payload"])
-
-
-def test_a_dictionary_file_is_read_typed_and_fingerprinted(encoding, frame_of, tmp_path):
-    path = tmp_path / "dictionary.csv"
-    frame_of(500, 5).to_csv(path, index=False)
-    frame, digest = read_dictionary(str(path), DataConfig(), encoding.kinds)
-    assert len(frame) == 500 and digest == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert frame["amount"].dtype == np.float64 and frame["level"].dropna().isin(
-        ["1", "2", "3", "17"]).all()  # fmt: skip
-    settings = CompressConfig(dictionary=str(path))
-    assert dictionary_for(settings, DataConfig(), encoding, digest)[1] == digest
-    assert dictionary_for(CompressConfig(), DataConfig(), encoding) == (None, None)
-    with pytest.raises(BundleError, match="another compress.dictionary"):
-        dictionary_for(settings, DataConfig(), encoding, "0" * 64)
 
 
 def test_an_integer_category_that_is_no_integer_is_a_dead_letter(tiny_model, encoding, frame_of):

@@ -16,6 +16,7 @@ import pytest
 from configs import ConfigError
 from configs.loader import load_config
 from configs.schema import CompressConfig
+from pipeline.artifacts.bundle import DICTIONARY_FILE
 from pipeline.cli import main
 from pipeline.cli.archive_commands import add_archive_parsers, cmd_compress, cmd_decompress
 from pipeline.core.errors import BundleError
@@ -47,8 +48,10 @@ def plain_model(data_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("plain") / "bundle"
     code = main(["train", "--input", str(data_dir / "train.csv"), "--output", str(out),
                  "--set", "data.exclude_columns=[label,id]", "--set", "train.epochs=3",
-                 "--set", "model.hidden_units=[16]"])  # fmt: skip
+                 "--set", "model.hidden_units=[16]",
+                 "--set", "compress.keep_training_rows=0"])  # fmt: skip
     assert code == 0
+    assert not (out / DICTIONARY_FILE).exists()  # a bundle that keeps no raw records
     return out
 
 
@@ -159,6 +162,9 @@ def test_the_archive_reads_the_configs_compress_section():
         ("compress.column_tolerances={x: {rel: 1}}", "compress.column_tolerances.x must be"),
         ("compress.column_tolerances={x: {relative_tolerance: 2}}", r"relative_tolerance must"),
         ("compress.latent_step=0", "compress.latent_step must be in"),
+        ("compress.latent_search=2", "compress.latent_search must be of type bool"),
+        ("compress.keep_training_rows=-1", "compress.keep_training_rows must be a whole"),
+        ("compress.dictionary=''", "compress.dictionary must be `training`"),
     ],
 )
 def test_bad_compress_settings_name_the_key(override, message):
