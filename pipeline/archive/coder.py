@@ -77,6 +77,7 @@ SPIKE_BUCKETS = (0.5, 1.5, 3.0, 6.0)  # distance from the decoder's mean, in its
 SPIKE_BATCH = 256
 SPIKE_PRIOR = 0.5
 WIDENINGS = (-6, -5, -4, -3, -2, -1, 0, 1, 2)
+MAX_STEP_LISTS = 4  # the dictionary's codes and decoder outputs kept, one per step list
 HEADER_BITS_PER_CHAR = 1.5  # about what a header's JSON costs a char, zlib'd (its keys repeat)
 _QG_FAMILY = _model.QuantizedGaussian(-FAR, FAR)
 
@@ -122,11 +123,35 @@ class BlockCoder:
 
     # ---------------------------------------------------------------- encoding
     def encode(self, frame: pd.DataFrame) -> CodedBlock:
+        """The block coded at the latent step that makes it smallest (`latent_scales`): a
+        finer code costs more bits than it saves the values when the context models (and a
+        dictionary) already predict them. The steps travel in the header, so the decoder
+        needs no search."""
+        z_mean, spread = self._posterior(frame)
+        best = None
+        # Coarser and coarser until a block grows: its size is about convex in the step (a
+        # finer code buys the values fewer bits, at a rate that falls), so a block whose
+        # configured step is best costs two tries.
+        for scale in latent_scales(self._settings):
+            block = self._encode_at(frame, z_mean, spread, scale)
+            if best is not None and _block_bits(block) >= _block_bits(best):
+                break
+            best = block
+        return best
+
+    def _posterior(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(posterior means, the block's median posterior std per dimension)."""
+        z_mean, z_log_var = self._model.encode(self._encoding.encode(frame))
+        z_mean = np.asarray(z_mean, dtype=np.float64)
+        spread = np.median(np.exp(0.5 * np.asarray(z_log_var, dtype=np.float64)), axis=0)
+        return z_mean, spread
+
+    def _encode_at(self, frame, z_mean, spread, scale: float | None) -> CodedBlock:
         n = len(frame)
         encoder = _queue.RangeEncoder()
         bits = Bits()
         header: dict = {"n": n}
-        z = self._encode_latent(frame, encoder, header)
+        z = self._encode_latent(z_mean, spread, scale, encoder, header)
         bits.code = encoder.num_bits()
         outputs = self._net(z)
         missing = self._missing(frame)
@@ -187,13 +212,11 @@ class BlockCoder:
             decoded[present] = np.where(ok, grid.value(k), x)
         return entry, decoded
 
-    def _encode_latent(self, frame: pd.DataFrame, encoder, header: dict) -> np.ndarray:
-        packed = self._encoding.encode(frame)
-        z_mean, z_log_var = self._model.encode(packed)
-        z_mean = np.asarray(z_mean, dtype=np.float64)
-        spread = np.median(np.exp(0.5 * np.asarray(z_log_var, dtype=np.float64)), axis=0)
+    def _encode_latent(self, z_mean, spread, scale: float | None, encoder, header: dict):
+        """Code the posterior means on steps of `scale` x the block's posterior std (scale
+        None: no code at all, every dimension decodes to 0); returns the dequantized code."""
         steps = [
-            None if s >= UNUSED_DIMENSION else _snap_step(self._settings.latent_step * s)
+            None if scale is None or s >= UNUSED_DIMENSION else _snap_step(scale * s)
             for s in spread
         ]
         header["latent_step"] = steps
@@ -332,6 +355,20 @@ class BlockCoder:
 
 
 # -------------------------------------------------------------------- the code
+def latent_scales(settings: CompressConfig) -> tuple[float | None, ...]:
+    """The latent steps (in posterior stds) the encoder tries per block: `latent_step`, with
+    `compress.latent_search` also 2x and 4x coarser and no code (None)."""
+    step = float(settings.latent_step)
+    if not settings.latent_search:
+        return (step,)
+    return (step, 2 * step, 4 * step, None)
+
+
+def _block_bits(block: CodedBlock) -> float:
+    """What a block costs: its range-coder words and its header (zlib'd JSON)."""
+    return 32 * len(block.words) + 8 * len(header_bytes(block.header))
+
+
 def _snap_step(step: float) -> float:
     """A step with a 6-bit mantissa (exactly representable, the same on every machine)."""
     mantissa, exponent = math.frexp(max(step, MIN_LATENT_STEP))
@@ -614,6 +651,7 @@ class _Dictionary:
         self.outputs: DecoderOutputs | None = None
         self._steps: list | None = None
         self._memo: dict = {}  # per (what, column, grid): the same for every block's grid
+        self._states: dict = {}  # per step list: (z, symbols, outputs, memo)
         self._symbols: dict[int, np.ndarray] = {}
         self._numbers = []
         self.classes = []
@@ -632,19 +670,27 @@ class _Dictionary:
 
     def quantize(self, steps, net: DecoderNet) -> None:
         """The dictionary's codes on a block's latent steps, and the decoder's outputs. Kept
-        while the steps stay the same (blocks of one source mostly share them), with what is
-        derived from them (`_memo`): the decoder runs on the dictionary once, not per block."""
+        for the last few step lists (blocks of one source mostly share them, and the encoder
+        tries a few per block), with what is derived from them (`_memo`): the decoder runs on
+        the dictionary once per step list, not per block."""
         if not len(self._z_mean) or (self.outputs is not None and list(steps) == self._steps):
             return
+        key = tuple(steps)
+        if key not in self._states:
+            if len(self._states) >= MAX_STEP_LISTS:
+                self._states.pop(next(iter(self._states)))
+            self._states[key] = self._state(steps, net)
         self._steps = list(steps)
-        self._memo = {}
-        self.z = np.zeros_like(self._z_mean)
+        self.z, self._symbols, self.outputs, self._memo = self._states[key]
+
+    def _state(self, steps, net: DecoderNet) -> tuple:
+        z, symbols = np.zeros_like(self._z_mean), {}
         for i, step in enumerate(steps):
             if step is not None:
                 top = _latent_top(step)
-                self._symbols[i] = np.clip(np.rint(self._z_mean[:, i] / step), -top, top)
-                self.z[:, i] = self._symbols[i] * step
-        self.outputs = net(self.z)
+                symbols[i] = np.clip(np.rint(self._z_mean[:, i] / step), -top, top)
+                z[:, i] = symbols[i] * step
+        return z, symbols, net(z), {}
 
     def latent(self, i: int, top: int):
         """(the dictionary's z, its symbols of dimension i shifted to 0..2 top), or None."""
@@ -661,7 +707,7 @@ class _Dictionary:
         """`make()`, kept for the next block that asks with the same key."""
         if key not in self._memo:
             if len(self._memo) > 4096:
-                self._memo = {}
+                self._memo.clear()
             self._memo[key] = make()
         return self._memo[key]
 

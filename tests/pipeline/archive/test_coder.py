@@ -92,6 +92,32 @@ def test_unused_latent_dimensions_are_not_coded(tiny_model, encoding, frame_of, 
     assert decoded["city"].tolist() == frame_of(300, 8)["city"].tolist()
 
 
+def test_the_latent_search_tries_coarser_steps_and_no_code():
+    assert coder_module.latent_scales(CompressConfig(latent_search=False)) == (8.0,)
+    assert coder_module.latent_scales(CompressConfig(latent_step=3)) == (3.0, 6.0, 12.0, None)
+
+
+@pytest.mark.parametrize("tolerance", [0.0, 0.01])
+def test_the_searched_step_is_never_larger_and_decodes_alike(
+    tiny_model, encoding, frame_of, tolerance
+):
+    frame = frame_of(1200, 9)
+    fixed = CompressConfig(relative_tolerance=tolerance, latent_search=False)
+    searched = CompressConfig(relative_tolerance=tolerance)
+    one = BlockCoder(tiny_model, encoding, fixed).encode(frame)
+    coder = BlockCoder(tiny_model, encoding, searched)
+    best = coder.encode(frame)
+    assert 32 * len(best.words) + 8 * len(header_bytes(best.header)) <= (
+        32 * len(one.words) + 8 * len(header_bytes(one.header))
+    )
+    decoded = coder.decode(header_from_bytes(header_bytes(best.header)), best.words)
+    ids = [str(i) for i in range(len(frame))]
+    assert violations(frame, decoded, encoding, searched, ids) == []
+    # The steps travel in the header: a coder set to another step decodes the block too.
+    other = BlockCoder(tiny_model, encoding, CompressConfig(latent_step=1.0, latent_search=False))
+    assert other.decode(best.header, best.words).equals(decoded)
+
+
 def test_archiver_checks_its_own_output(tiny_model, encoding, frame_of, monkeypatch):
     """A coder that decodes one value wrongly makes compress fail, naming record and column."""
     archiver = Archiver(tiny_model, encoding, CompressConfig(relative_tolerance=0.01))
