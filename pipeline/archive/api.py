@@ -97,7 +97,7 @@ def compress_frame(
     numeric = [s.name for s in bundle.encoding.numeric]
     integers = [c for c in numeric if c not in non_integer]
     info = fmt.archive_info(
-        bundle.manifest, settings, data, [FRAME_SOURCE], list(frame.columns), integers, digest
+        bundle, settings, data, [FRAME_SOURCE], list(frame.columns), integers, digest
     )
     return Archive(info, blocks, dead)
 
@@ -107,7 +107,7 @@ def decompress_archive(bundle, archive: Archive, config) -> pd.DataFrame:
     archive's dictionary, if it has one)."""
     fmt.check_model(archive.info, bundle.manifest, bundle.directory, "this archive")
     settings = CompressConfig(**archive.info["settings"])
-    info = archive.info
+    info = fmt.with_columns(archive.info, bundle)
     dictionary, _ = dictionary_for(settings, config.data, bundle, info.get("dictionary_sha256"))
     archiver = Archiver(
         bundle.model, bundle.encoding, settings, info["id_column"],

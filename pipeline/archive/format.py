@@ -39,6 +39,7 @@ MAGIC = b"VZA1"
 BLOCKS = "blocks"
 DEAD_LETTER = "dead_letter"
 ARCHIVE_FILE = "archive.json"
+MODEL_COLUMNS = "model"  # archive.json's columns: the model's own, in the training order
 SUMMARY = "summary.json"
 CONFIG = "config.yaml"
 BIT_PARTS = ("code", "masks", "numbers", "categories", "header", "side")
@@ -144,23 +145,41 @@ def checksum(frame: pd.DataFrame, numeric: list[str], categorical: list[str]) ->
 
 # ---------------------------------------------------------------- archive.json
 def archive_info(
-    manifest: dict, settings, data_config, sources: list[str], columns: list[str],
+    bundle, settings, data_config, sources: list[str], columns: list[str],
     integer_columns: list[str], dictionary_sha256: str | None = None,
 ) -> dict:  # fmt: skip
-    """archive.json: what decoding needs besides the blocks."""
+    """archive.json: what decoding needs besides the blocks. Columns that are the model's own,
+    in its order (a table of the training table's columns), are written as MODEL_COLUMNS."""
+    own = list(columns) == bundle_columns(bundle)
     return {
         "dictionary_sha256": dictionary_sha256,
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "model": model_fingerprint(manifest),
+        "model": model_fingerprint(bundle.manifest),
         "settings": asdict(settings),
-        "columns": list(columns),
+        "columns": MODEL_COLUMNS if own else list(columns),
         "id_column": data_config.id_column,
         "exclude_columns": list(data_config.exclude_columns),
         "sources": list(sources),
         # Positions in `columns` (archive.json is part of what the archive costs).
         "integer_columns": [list(columns).index(c) for c in integer_columns if c in columns],
     }
+
+
+def bundle_columns(bundle) -> list[str] | None:
+    """The modelled columns in the training input's order (None: a bundle without them)."""
+    return None if bundle.columns is None else [name for name, _ in bundle.columns.columns]
+
+
+def with_columns(info: dict, bundle) -> dict:
+    """archive.json with its column list (MODEL_COLUMNS read from the bundle it was coded
+    with, which `check_model` has verified)."""
+    if info["columns"] != MODEL_COLUMNS:
+        return info
+    columns = bundle_columns(bundle)
+    if columns is None:
+        raise BundleError(f"{bundle.directory} does not list its columns; the archive needs them")
+    return {**info, "columns": columns}
 
 
 def integer_columns(info: dict) -> set[str]:

@@ -217,7 +217,7 @@ def archive_info(
         columns += list(data.exclude_columns)
     numeric = [s.name for s in bundle.encoding.numeric]
     integers = [c for c in numeric if not counts.get(NON_INTEGER_PREFIX + c)]
-    return fmt.archive_info(bundle.manifest, settings, data, paths, columns, integers, digest)
+    return fmt.archive_info(bundle, settings, data, paths, columns, integers, digest)
 
 
 def _result(output_dir, staging, counts: dict, paths: list[str], seconds: float):

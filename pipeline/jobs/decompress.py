@@ -115,6 +115,7 @@ def decompress(
     info = fmt.read_archive_info(archive_dir)
     bundle = load_bundle(model_dir, load_model=False)
     fmt.check_model(info, bundle.manifest, model_dir, archive_dir)
+    info = fmt.with_columns(info, bundle)
     settings = CompressConfig(**info["settings"])
     # A dictionary other than the one the archive was coded with is refused here, once.
     expected = info.get("dictionary_sha256")

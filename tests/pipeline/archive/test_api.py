@@ -12,14 +12,17 @@ import pytest
 
 from configs import VaepipeConfig
 from configs.schema import CompressConfig, DataConfig
+from pipeline.archive import format as fmt
 from pipeline.archive.api import compress_frame, decompress_archive, load_archive
+from pipeline.artifacts.bundle import RecordColumns
 from pipeline.core.errors import BundleError
 
 MANIFEST = {"sha256": {"model.keras": "m" * 64, "encoding.json": "e" * 64}}
 
 
-def bundle_of(model, encoding, manifest=MANIFEST):
-    return SimpleNamespace(model=model, encoding=encoding, manifest=manifest, directory="bundle")
+def bundle_of(model, encoding, manifest=MANIFEST, columns=None):
+    return SimpleNamespace(model=model, encoding=encoding, manifest=manifest, directory="bundle",
+                           columns=columns)  # fmt: skip
 
 
 def user_frame(frame_of) -> pd.DataFrame:
@@ -70,3 +73,19 @@ def test_another_model_is_refused(tiny_model, encoding, frame_of):
     other = {"sha256": {**MANIFEST["sha256"], "model.keras": "x" * 64}}
     with pytest.raises(BundleError, match=r"another model .*model.keras"):
         decompress_archive(bundle_of(tiny_model, encoding, other), archive, conf)
+
+
+def test_the_models_own_columns_are_not_listed_again(tiny_model, encoding, frame_of, tmp_path):
+    frame = frame_of(120, 2)[["city", "amount", "rate", "level", "wild", "count"]]
+    columns = RecordColumns(None, tuple((name, "string") for name in frame.columns))
+    bundle = bundle_of(tiny_model, encoding, columns=columns)
+    archive = compress_frame(bundle, frame, config())
+    assert archive.info["columns"] == fmt.MODEL_COLUMNS  # archive.json costs bytes per record
+    loaded = load_archive(archive.save(str(tmp_path / "a")))
+    restored = decompress_archive(bundle, loaded, config())
+    assert list(restored.columns) == list(frame.columns)
+    assert restored["city"].tolist() == frame["city"].tolist()
+    with pytest.raises(BundleError, match="does not list its columns"):
+        decompress_archive(bundle_of(tiny_model, encoding), loaded, config())
+    other = compress_frame(bundle, frame[list(reversed(frame.columns))], config())
+    assert other.info["columns"] == list(reversed(frame.columns))  # another order: listed
