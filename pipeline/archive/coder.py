@@ -128,15 +128,19 @@ class BlockCoder:
         dictionary) already predict them. The steps travel in the header, so the decoder
         needs no search."""
         z_mean, spread = self._posterior(frame)
-        best = None
-        # Coarser and coarser until a block grows: its size is about convex in the step (a
-        # finer code buys the values fewer bits, at a rate that falls), so a block whose
-        # configured step is best costs two tries.
-        for scale in latent_scales(self._settings):
-            block = self._encode_at(frame, z_mean, spread, scale)
-            if best is not None and _block_bits(block) >= _block_bits(best):
+        # Coarser and coarser until a block grows, then (if no coarser step won) finer: its
+        # size is about convex in the step (a finer code buys the values fewer bits, at a
+        # falling rate), so a block whose configured step is best costs three tries.
+        coarser, finer = latent_scales(self._settings)
+        best, won = None, False
+        for ladder in (coarser, finer if len(coarser) > 1 else ()):
+            for scale in ladder:
+                block = self._encode_at(frame, z_mean, spread, scale)
+                if best is not None and _block_bits(block) >= _block_bits(best):
+                    break
+                won, best = best is not None, block
+            if won:
                 break
-            best = block
         return best
 
     def _posterior(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -355,13 +359,14 @@ class BlockCoder:
 
 
 # -------------------------------------------------------------------- the code
-def latent_scales(settings: CompressConfig) -> tuple[float | None, ...]:
-    """The latent steps (in posterior stds) the encoder tries per block: `latent_step`, with
-    `compress.latent_search` also 2x and 4x coarser and no code (None)."""
+def latent_scales(settings: CompressConfig) -> tuple[tuple, tuple]:
+    """(the coarser ladder, the finer one) of latent steps, in posterior stds, the encoder
+    tries per block: `latent_step`, then with `compress.latent_search` 2x and 4x coarser and
+    no code (None), or 2x and 4x finer."""
     step = float(settings.latent_step)
     if not settings.latent_search:
-        return (step,)
-    return (step, 2 * step, 4 * step, None)
+        return (step,), ()
+    return (step, 2 * step, 4 * step, None), (step / 2, step / 4)
 
 
 def _block_bits(block: CodedBlock) -> float:

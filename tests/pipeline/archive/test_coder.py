@@ -93,8 +93,9 @@ def test_unused_latent_dimensions_are_not_coded(tiny_model, encoding, frame_of, 
 
 
 def test_the_latent_search_tries_coarser_steps_and_no_code():
-    assert coder_module.latent_scales(CompressConfig(latent_search=False)) == (8.0,)
-    assert coder_module.latent_scales(CompressConfig(latent_step=3)) == (3.0, 6.0, 12.0, None)
+    assert coder_module.latent_scales(CompressConfig(latent_search=False)) == ((8.0,), ())
+    coarser, finer = coder_module.latent_scales(CompressConfig(latent_step=3))
+    assert coarser == (3.0, 6.0, 12.0, None) and finer == (1.5, 0.75)
 
 
 @pytest.mark.parametrize("tolerance", [0.0, 0.01])
