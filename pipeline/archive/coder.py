@@ -3,7 +3,9 @@
 The symbols of a block, in the order both sides code them:
 
 1. The code: the posterior mean, quantized per dimension with step `latent_step` x the
-   block's median posterior standard deviation of that dimension, under the prior N(0, 1)
+   block's median posterior standard deviation of that dimension (with
+   `compress.latent_search`, the multiple of that step, or no code, that makes the block
+   smallest, chosen by the encoder and kept in the header), under the prior N(0, 1)
    (QuantizedGaussian), or, when it codes the dimension in fewer bits, under a `context`
    mixture with the prior as base measure and earlier dimensions as contexts. A dimension
    whose posterior is as wide as the prior (unused by the model) is not coded: it decodes
@@ -78,6 +80,7 @@ SPIKE_BATCH = 256
 SPIKE_PRIOR = 0.5
 WIDENINGS = (-6, -5, -4, -3, -2, -1, 0, 1, 2)
 MAX_STEP_LISTS = 4  # the dictionary's codes and decoder outputs kept, one per step list
+MAX_STATE_BYTES = 1 << 29  # and at most about this many bytes of them
 HEADER_BITS_PER_CHAR = 1.5  # about what a header's JSON costs a char, zlib'd (its keys repeat)
 _QG_FAMILY = _model.QuantizedGaussian(-FAR, FAR)
 
@@ -372,6 +375,12 @@ def latent_scales(settings: CompressConfig) -> tuple[tuple, tuple]:
 def _block_bits(block: CodedBlock) -> float:
     """What a block costs: its range-coder words and its header (zlib'd JSON)."""
     return 32 * len(block.words) + 8 * len(header_bytes(block.header))
+
+
+def _nbytes(state: tuple) -> int:
+    """Bytes of a dictionary state's arrays (z and the decoder's outputs)."""
+    z, _, outputs, _ = state
+    return z.nbytes + sum(a.nbytes for a in vars(outputs).values() if hasattr(a, "nbytes"))
 
 
 def _snap_step(step: float) -> float:
@@ -682,9 +691,15 @@ class _Dictionary:
             return
         key = tuple(steps)
         if key not in self._states:
-            if len(self._states) >= MAX_STEP_LISTS:
+            state = self._state(steps, net)
+            # Oldest first out, to MAX_STEP_LISTS and MAX_STATE_BYTES (logits of a wide
+            # vocabulary over many rows are large); the state in use always stays.
+            while self._states and (
+                len(self._states) >= MAX_STEP_LISTS
+                or _nbytes(state) * (len(self._states) + 1) > MAX_STATE_BYTES
+            ):
                 self._states.pop(next(iter(self._states)))
-            self._states[key] = self._state(steps, net)
+            self._states[key] = state
         self._steps = list(steps)
         self.z, self._symbols, self.outputs, self._memo = self._states[key]
 

@@ -119,6 +119,22 @@ def test_the_searched_step_is_never_larger_and_decodes_alike(
     assert other.decode(best.header, best.words).equals(decoded)
 
 
+def test_the_dictionarys_states_are_kept_within_their_budget(
+    tiny_model, encoding, frame_of, monkeypatch
+):
+    settings = CompressConfig(relative_tolerance=0.01)
+    frame, dictionary = frame_of(600, 10), frame_of(1500, 11)
+    roomy = BlockCoder(tiny_model, encoding, settings, dictionary)
+    block = roomy.encode(frame)
+    assert 2 <= len(roomy._dictionary._states) <= coder_module.MAX_STEP_LISTS
+    monkeypatch.setattr(coder_module, "MAX_STATE_BYTES", 1)  # room for the one in use only
+    tight = BlockCoder(tiny_model, encoding, settings, dictionary)
+    again = tight.encode(frame)
+    assert len(tight._dictionary._states) == 1
+    assert again.header == block.header and np.array_equal(again.words, block.words)
+    assert tight.decode(again.header, again.words).equals(roomy.decode(block.header, block.words))
+
+
 def test_archiver_checks_its_own_output(tiny_model, encoding, frame_of, monkeypatch):
     """A coder that decodes one value wrongly makes compress fail, naming record and column."""
     archiver = Archiver(tiny_model, encoding, CompressConfig(relative_tolerance=0.01))
