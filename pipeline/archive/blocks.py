@@ -86,8 +86,12 @@ class Archiver:
         columns: dict[str, object] = {}
         if self._id_column:
             columns[self._id_column] = pd.Series(chunk.record_ids, dtype=object)
-        for name in self._exclude:
-            if name in chunk.frame.columns:
+        # The excluded columns, then any other column the model does not code (one training
+        # left out): side data, so that every column read comes back.
+        modelled = set(self._numeric) | set(self._categorical)
+        others = [c for c in chunk.frame.columns if c not in modelled and c not in self._exclude]
+        for name in (*self._exclude, *others):
+            if name in chunk.frame.columns and name not in columns:
                 columns[name] = chunk.frame[name].reset_index(drop=True)
         return pd.DataFrame(columns)
 

@@ -34,8 +34,13 @@ def spelling_columns(kinds: Mapping[str, str]) -> tuple[str, ...]:
 def type_for_archive(
     chunk: RecordChunk, kinds: Mapping[str, str], exclude: tuple[str, ...]
 ) -> tuple[RecordChunk | None, list[DeadLetter]]:
-    """`apply_kinds`, with each boolean column's spellings carried as an excluded column."""
-    return apply_kinds(with_spellings(chunk, kinds), kinds, exclude + spelling_columns(kinds))
+    """`apply_kinds`, keeping every column the model does not code as read: the excluded ones,
+    each boolean column's spellings, and those training left out (timestamps, identifiers,
+    constants), which an archive must restore too."""
+    chunk = with_spellings(chunk, kinds)
+    kept = tuple(exclude) + spelling_columns(kinds)
+    kept += tuple(c for c in chunk.frame.columns if c not in kinds and c not in kept)
+    return apply_kinds(chunk, kinds, kept)
 
 
 def with_spellings(chunk: RecordChunk, kinds: Mapping[str, str]) -> RecordChunk:

@@ -89,3 +89,12 @@ def test_the_models_own_columns_are_not_listed_again(tiny_model, encoding, frame
         decompress_archive(bundle_of(tiny_model, encoding), loaded, config())
     other = compress_frame(bundle, frame[list(reversed(frame.columns))], config())
     assert other.info["columns"] == list(reversed(frame.columns))  # another order: listed
+
+
+def test_a_column_training_left_out_comes_back_as_read(tiny_model, encoding, frame_of):
+    frame = frame_of(300, 4)  # "stamp": in no kind of the model, nor in data.exclude_columns
+    frame["stamp"] = [f"2026-01-01T{i % 24:02d}:00" if i % 5 else None for i in range(300)]
+    archive = compress_frame(bundle_of(tiny_model, encoding), frame, config())
+    restored = decompress_archive(bundle_of(tiny_model, encoding), archive, config())
+    assert list(restored.columns) == list(frame.columns)
+    assert restored["stamp"].tolist() == frame["stamp"].tolist()
