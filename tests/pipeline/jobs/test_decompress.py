@@ -26,6 +26,18 @@ def compressed(model_dir: Path, source: Path, archive: Path, *overrides: str):
     return config
 
 
+def rows_of(csv: Path, n: int, out: Path) -> Path:
+    """The first `n` rows of `csv`, as text, written to `out`."""
+    pd.read_csv(csv, dtype=str, keep_default_na=False).head(n).to_csv(out, index=False)
+    return out
+
+
+def value_bits(archive: Path) -> float:
+    """Bits per record of the archive's numbers and categories (its summary)."""
+    bits = json.loads((archive / fmt.SUMMARY).read_text())["bits_per_record"]
+    return bits["numbers"] + bits["categories"]
+
+
 def parts(folder: Path) -> pd.DataFrame:
     return pd.concat([pd.read_parquet(p) for p in sorted(folder.glob("part-*.parquet"))],
                      ignore_index=True)  # fmt: skip
@@ -61,26 +73,16 @@ def test_a_damaged_block_is_a_dead_letter_and_the_rest_decodes(model_dir, data_d
 
 @pytest.mark.slow
 def test_a_dictionary_archive_decodes_with_that_file_only(model_dir, data_dir, tmp_path):
-    source = tmp_path / "in.csv"
-    pd.read_csv(data_dir / "normal.csv", dtype=str, keep_default_na=False).head(200).to_csv(
-        source, index=False
-    )
-    dictionary = tmp_path / "dictionary.csv"
-    pd.read_csv(data_dir / "train.csv", dtype=str, keep_default_na=False).head(2000).to_csv(
-        dictionary, index=False
-    )
+    source = rows_of(data_dir / "normal.csv", 200, tmp_path / "in.csv")
+    dictionary = rows_of(data_dir / "train.csv", 2000, tmp_path / "dictionary.csv")
     plain, primed = tmp_path / "plain", tmp_path / "primed"
     compressed(model_dir, source, plain, "compress.relative_tolerance=0.01",
                "compress.dictionary=null")  # fmt: skip
     compressed(model_dir, source, primed, "compress.relative_tolerance=0.01",
                f"compress.dictionary={dictionary}")  # fmt: skip
-    bits = {
-        a: json.loads((a / fmt.SUMMARY).read_text())["bits_per_record"] for a in (plain, primed)
-    }
+    bits = {a: value_bits(a) for a in (plain, primed)}
     # The dictionary's rows teach the context models: the values cost fewer bits.
-    assert bits[primed]["numbers"] + bits[primed]["categories"] < (
-        bits[plain]["numbers"] + bits[plain]["categories"]
-    )
+    assert bits[primed] < bits[plain]
     info = json.loads((primed / fmt.ARCHIVE_FILE).read_text())
     assert info["settings"]["dictionary"] == str(dictionary) and info["dictionary_sha256"]
     result = decompress(str(model_dir), str(primed), str(tmp_path / "t"), echo=lambda _: None)
@@ -96,21 +98,14 @@ def test_a_dictionary_archive_decodes_with_that_file_only(model_dir, data_dir, t
 
 @pytest.mark.slow
 def test_by_default_the_bundles_training_rows_are_the_dictionary(model_dir, data_dir, tmp_path):
-    source = tmp_path / "in.csv"
-    pd.read_csv(data_dir / "normal.csv", dtype=str, keep_default_na=False).head(200).to_csv(
-        source, index=False
-    )
+    source = rows_of(data_dir / "normal.csv", 200, tmp_path / "in.csv")
     plain, primed = tmp_path / "plain", tmp_path / "primed"
     compressed(model_dir, source, plain, "compress.relative_tolerance=0.01",
                "compress.dictionary=null")  # fmt: skip
     compressed(model_dir, source, primed, "compress.relative_tolerance=0.01")
-    bits = {
-        a: json.loads((a / fmt.SUMMARY).read_text())["bits_per_record"] for a in (plain, primed)
-    }
+    bits = {a: value_bits(a) for a in (plain, primed)}
     # The values cost fewer bits (on 100-row blocks a header's model choices may cost more).
-    assert bits[primed]["numbers"] + bits[primed]["categories"] < (
-        bits[plain]["numbers"] + bits[plain]["categories"]
-    )
+    assert bits[primed] < bits[plain]
     info = json.loads((primed / fmt.ARCHIVE_FILE).read_text())
     manifest = json.loads((model_dir / "manifest.json").read_text())
     assert info["settings"]["dictionary"] == "training"
