@@ -159,27 +159,33 @@ def peer_runs(
 def run_set(
     item: CorpusSet, seed: int, args: argparse.Namespace, settings: dict[str, Any]
 ) -> list[dict]:
-    """Every detector on one (set, seed): result rows."""
+    """Every detector on one (set, seed): result rows.
+
+    With ``--ensemble K`` vaepipe gets one row per ensemble size 1..K, all from the same K
+    fits (size k averages the first k), so a screen of the ensemble against one fit compares
+    the very same members."""
     split = item.split(seed, args.max_rows, args.embedding_rows)
-    scores: dict[str, tuple[np.ndarray, float]] = {}
-    normal_flagged = np.nan
+    base_config = " ".join(args.settings) or "defaults"
+    rows: list[tuple[str, str, np.ndarray, float, float]] = []
     if not args.no_vaepipe:
         chosen = {**base_settings(split, seed), **sized_settings(settings, len(split.features))}
         run = vaepipe_api if args.via == "api" else vaepipe_cli
-        started = time.perf_counter()
-        flags = _members(run, split, chosen, args.ensemble)
-        scores[VAEPIPE] = _checked(flags["score"].to_numpy()), time.perf_counter() - started
-        # The calibration check: the share of the test split's normal rows that are flagged
-        # (near scoring.target_fpr when training is normal-only; lower when the unlabelled
-        # training rows hold anomalies that raise the calibration threshold).
-        normal_flagged = float(flags["is_anomaly"].to_numpy()[split.y_test == 0].mean())
+        members = _members(run, split, chosen, args.ensemble)
+        if args.member_scores:
+            _save_members(args.member_scores, item.short, seed, split, members)
+        for k in range(1, args.ensemble + 1):
+            flags, seconds = _ensemble(members[:k])
+            config = base_config if k == 1 else f"{base_config} ensemble={k}"
+            # The calibration check: the share of the test split's normal rows that are
+            # flagged (near scoring.target_fpr when training is normal-only; lower when the
+            # unlabelled training rows hold anomalies that raise the calibration threshold).
+            normal = float(flags["is_anomaly"].to_numpy()[split.y_test == 0].mean())
+            rows.append((VAEPIPE, config, _checked(flags["score"].to_numpy()), seconds, normal))
     if args.peers:
         runs = peer_runs(*peer_features(split), seed)
         for name in args.peers:
-            scores[name] = _timed(runs[name])
-    config = " ".join(args.settings) or "defaults"
-    if args.ensemble > 1:
-        config = f"{config} ensemble={args.ensemble}"
+            values, seconds = _timed(runs[name])
+            rows.append((name, "", values, seconds, np.nan))
     return [
         {
             "set": item.short,
@@ -187,7 +193,7 @@ def run_set(
             "half": item.half,
             "seed": seed,
             "method": method,
-            "config": config if method == VAEPIPE else "",
+            "config": config,
             "via": args.via if method == VAEPIPE else "",
             "auroc": roc_auc_score(split.y_test, values),
             "ap": average_precision_score(split.y_test, values),
@@ -195,24 +201,49 @@ def run_set(
             "train_rows": len(split.train),
             "test_rows": len(split.test),
             "features": len(split.features),
-            "normal_flagged": normal_flagged if method == VAEPIPE else np.nan,
+            "normal_flagged": normal,
         }
-        for method, (values, seconds) in scores.items()
+        for method, config, values, seconds, normal in rows
     ]
 
 
-def _members(run: Callable, split: Split, settings: dict[str, Any], members: int) -> pd.DataFrame:
-    """One fit, or (to measure the ensemble lever before building it into the product) the
-    mean score of `members` fits that differ only in train.seed; flagged where the mean of
-    their flags is at least one half."""
-    runs = [run(split, {**settings, "train.seed": settings["train.seed"] + 1000 * k})
-            for k in range(members)]  # fmt: skip
-    if members == 1:
-        return runs[0]
+def _members(
+    run: Callable, split: Split, settings: dict[str, Any], members: int
+) -> list[tuple[pd.DataFrame, float]]:
+    """`members` fits that differ only in train.seed (the first is the plain fit), each with
+    its seconds: the benchmark's ensemble, to measure the lever against the same fits."""
+    out = []
+    for k in range(members):
+        started = time.perf_counter()
+        flags = run(split, {**settings, "train.seed": settings["train.seed"] + 1000 * k})
+        out.append((flags, time.perf_counter() - started))
+    return out
+
+
+def _ensemble(members: list[tuple[pd.DataFrame, float]]) -> tuple[pd.DataFrame, float]:
+    """The mean score of the members; flagged where the mean of their flags is at least one
+    half; the seconds of all of them."""
+    seconds = sum(s for _, s in members)
+    if len(members) == 1:
+        return members[0][0], seconds
+    frames = [f for f, _ in members]
     return pd.DataFrame(
-        {"score": np.mean([r["score"].to_numpy() for r in runs], axis=0),
-         "is_anomaly": np.mean([r["is_anomaly"].to_numpy() for r in runs], axis=0) >= 0.5}
-    )  # fmt: skip
+        {"score": np.mean([f["score"].to_numpy() for f in frames], axis=0),
+         "is_anomaly": np.mean([f["is_anomaly"].to_numpy() for f in frames], axis=0) >= 0.5}
+    ), seconds  # fmt: skip
+
+
+def _save_members(
+    folder: Path, name: str, seed: int, split: Split, members: list[tuple[pd.DataFrame, float]]
+) -> None:
+    """Each member's test scores and the labels, for combinations screened after the run."""
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        folder / f"{name}_seed{seed}.npz",
+        scores=np.stack([f["score"].to_numpy(np.float64) for f, _ in members]),
+        flags=np.stack([f["is_anomaly"].to_numpy(bool) for f, _ in members]),
+        labels=np.asarray(split.y_test),
+    )
 
 
 def _timed(run: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
@@ -359,6 +390,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--via", choices=("api", "cli"), default="api")
     parser.add_argument(
         "--ensemble", type=int, default=1, help="average the scores of this many seeded fits"
+    )
+    parser.add_argument(
+        "--member-scores", type=Path, help="save each ensemble member's test scores here (.npz)"
     )
     parser.add_argument("--max-rows", type=int, default=MAX_ROWS, help="subsample cap per set")
     parser.add_argument(
