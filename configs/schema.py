@@ -19,6 +19,8 @@ NUMERIC_VARIANCES = ("record", "feature", "fixed")  # vae_model.model.NUMERIC_VA
 NUMERIC_SCALINGS = ("iqr", "std")  # see pipeline/encoding.py
 IMAGE_MODES = ("L", "RGB")
 IMAGE_LIKELIHOODS = ("bernoulli", "gaussian")
+# Members of an ensemble (model.ensemble_size); the bundle names a part per member.
+MAX_ENSEMBLE_SIZE = 8
 # File extensions of the formats vaepipe decodes (Pillow's PNG, JPEG, BMP, GIF, TIFF, WebP).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -143,10 +145,16 @@ class ModelConfig:
     numeric_variance: str = "record"
     score_tolerance: float = 0.5
     image_likelihood: str = "bernoulli"
+    ensemble_size: int = 1
 
     def validate(self) -> None:
         _check_choice("model.image_likelihood", self.image_likelihood, IMAGE_LIKELIHOODS)
         _check_positive("model.latent_dim", self.latent_dim)
+        if not 1 <= self.ensemble_size <= MAX_ENSEMBLE_SIZE:
+            raise ConfigError(
+                f"model.ensemble_size must be an integer from 1 to {MAX_ENSEMBLE_SIZE}. "
+                f"Received: {self.ensemble_size}"
+            )
         _check_choice("model.numeric_variance", self.numeric_variance, NUMERIC_VARIANCES)
         if not self.hidden_units or any(u <= 0 for u in self.hidden_units):
             raise ConfigError(

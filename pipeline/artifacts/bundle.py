@@ -15,6 +15,8 @@
       archive_dictionary.parquet  (optional; tables) the first training records' modelled
                            columns, the dictionary of `vaepipe compress` (compress.dictionary:
                            training); absent when compress.keep_training_rows is 0
+      model_member_K.keras (optional) ensemble members 1.. (model.ensemble_size > 1): scoring
+                           averages every member's terms; codes and decoding are model.keras's
       manifest.json        data kind, package versions and a SHA-256 of every part (written last)
 
 Loading checks the manifest: a missing part, a part whose hash changed, or a bundle from an
@@ -23,6 +25,7 @@ incompatible format version is refused with a message naming it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -37,6 +40,7 @@ from apache_beam.io.filesystems import FileSystems
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
+from configs.schema import MAX_ENSEMBLE_SIZE
 from pipeline.core.errors import BundleError
 from pipeline.core.fs import read_bytes, read_text, write_bytes, write_text
 from pipeline.core.records import CATEGORICAL, INT_CATEGORICAL
@@ -66,7 +70,8 @@ PARTS = (
 )
 # Parts a bundle may have: hashed into the manifest when present, loaded when the manifest
 # names them (older bundles lack them).
-OPTIONAL_PARTS = (COLUMNS_FILE, DICTIONARY_FILE)
+MEMBER_FILES = tuple(f"model_member_{k}.keras" for k in range(1, MAX_ENSEMBLE_SIZE))
+OPTIONAL_PARTS = (COLUMNS_FILE, DICTIONARY_FILE, *MEMBER_FILES)
 # The types decoded table columns come back as.
 INT64, FLOAT64, STRING = "int64", "float64", "string"
 _PACKAGES = ("vaepipe", "keras", "tensorflow", "apache-beam", "tensorflow-data-validation")
@@ -151,6 +156,16 @@ class Bundle:
     calibration_scores: np.ndarray
     manifest: dict
     columns: RecordColumns | None = None  # None for bundles written before COLUMNS_FILE
+    members: tuple[Any, ...] = ()  # ensemble members after `model` (MEMBER_FILES)
+
+    @functools.cached_property
+    def scorer(self) -> Any:
+        """What scores records: `model`, or the ensemble of `model` and `members`."""
+        if not self.members:
+            return self.model
+        from vae_model.ensemble import VAEEnsemble
+
+        return VAEEnsemble([self.model, *self.members])
 
 
 def package_versions() -> dict[str, str]:
@@ -210,9 +225,22 @@ def load_bundle(directory: str, load_model: bool = True) -> Bundle:
     if COLUMNS_FILE in manifest["sha256"]:
         columns = RecordColumns.from_json(read_text(os.path.join(directory, COLUMNS_FILE)))
         _check_columns(columns, encoding)
-    model = _load_model(os.path.join(directory, MODEL_FILE)) if load_model else None
+    model, members = None, ()
+    if load_model:
+        model = _load_model(os.path.join(directory, MODEL_FILE))
+        names = [n for n in MEMBER_FILES if n in manifest["sha256"]]
+        members = tuple(_load_model(os.path.join(directory, n)) for n in names)
     return Bundle(
-        directory, model, encoding, schema, statistics, calibration, scores, manifest, columns
+        directory,
+        model,
+        encoding,
+        schema,
+        statistics,
+        calibration,
+        scores,
+        manifest,
+        columns,
+        members,
     )
 
 
@@ -231,13 +259,26 @@ def save_without_optimizer(model: Any, path: str) -> None:
         model.optimizer = optimizer
 
 
-def write_bundle(model: Any, model_dir: str, parts: dict[str, bytes], data_kind: str, local: str):
+def write_bundle(
+    model: Any,
+    model_dir: str,
+    parts: dict[str, bytes],
+    data_kind: str,
+    local: str,
+    members: tuple[Any, ...] = (),
+):
     """Write every part, then the manifest: a bundle without one is incomplete.
 
-    `model` is saved through the local folder `local` (Keras writes local files) and copied
-    to `model_dir`, which may be on gs://. An old bundle's manifest is removed first, so the
-    old bundle stays invalid until the new one is whole.
+    `model` (and each ensemble member after it) is saved through the local folder `local`
+    (Keras writes local files) and copied to `model_dir`, which may be on gs://. An old
+    bundle's manifest is removed first, so the old bundle stays invalid until the new one is
+    whole.
     """
+    if len(members) > len(MEMBER_FILES):
+        raise ValueError(f"a bundle holds at most {MAX_ENSEMBLE_SIZE} ensemble members")
+    parts = dict(parts)
+    for name, member in zip(MEMBER_FILES, members, strict=False):
+        parts[name] = _saved(member, os.path.join(local, name))
     local_model = os.path.join(local, MODEL_FILE)
     save_without_optimizer(model, local_model)
     manifest_path = os.path.join(model_dir, MANIFEST_FILE)
@@ -251,6 +292,12 @@ def write_bundle(model: Any, model_dir: str, parts: dict[str, bytes], data_kind:
     for name, data in parts.items():
         write_part(model_dir, name, data)
     return write_manifest(model_dir, data_kind)
+
+
+def _saved(model: Any, path: str) -> bytes:
+    save_without_optimizer(model, path)
+    with open(path, "rb") as handle:
+        return handle.read()
 
 
 def _verified_manifest(directory: str) -> dict:

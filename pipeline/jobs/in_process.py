@@ -50,7 +50,12 @@ from pipeline.jobs.train import (
     curated_schema,
     effective_batch_size,
     fit_model,
+    member_configs,
+    member_histories,
+    member_line,
+    member_work_dir,
     new_model,
+    scorer_of,
 )
 from pipeline.kinds.tabular import check_columns, curated_decisions, derive_encoding
 from pipeline.scoring.calibration import calibrate
@@ -159,21 +164,31 @@ def train(
     encoding, splits = prepared.encoding, prepared.splits
     batch = effective_batch_size(rows["train"], config.train)
     echo(f"training the VAE on {rows['train']} rows ({len(encoding.columns)} features)")
-    model = new_model(encoding, config)
     work = tempfile.mkdtemp(prefix="vaepipe-fit-")
     try:
-        train_rows, val_rows = _training_data(splits, batch, config)
-        history = fit_model(model, train_rows, val_rows, config, rows["train"], batch, work, echo)
+        models, histories = [], []
+        for k, member in enumerate(member_configs(config)):
+            if config.model.ensemble_size > 1:
+                echo(member_line(k, member).strip())
+            model = new_model(encoding, member)
+            train_rows, val_rows = _training_data(splits, batch, member)
+            where = member_work_dir(work, k)
+            models.append(model)
+            histories.append(
+                fit_model(model, train_rows, val_rows, member, rows["train"], batch, where, echo)
+            )
+        model, history = models[0], histories[0]
         held_out = calibration_splits(rows)
         if held_out != ("calibration",):
             echo(f"calibrating on {calibration_line(rows, held_out)}")
-        calibration, scores = calibrate(model, [splits[s] for s in held_out], config)
+        calibration, scores = calibrate(scorer_of(models), [splits[s] for s in held_out], config)
         quality = calibration_quality(scores, calibration.threshold, config)
         quality["held_out_splits"] = list(held_out)
         if quality["warning"]:
             echo(f"WARNING {quality['warning']}")
         report = {
             "history": history,
+            **member_histories(histories),
             "rows": rows,
             "batch_size": batch,
             "seconds": round(time.time() - started, 1),
@@ -185,7 +200,8 @@ def train(
         parts[bundle_lib.COLUMNS_FILE] = prepared.record_columns.encode()
         if prepared.dictionary is not None:
             parts[bundle_lib.DICTIONARY_FILE] = prepared.dictionary
-        bundle_lib.write_bundle(model, model_dir, parts, config.data.kind, work)
+        members = tuple(models[1:])
+        bundle_lib.write_bundle(model, model_dir, parts, config.data.kind, work, members)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return TrainResult(model_dir, history, rows, calibration.threshold)
@@ -214,7 +230,8 @@ class Scored:
 def score(bundle: Any, data: Data, config: VaepipeConfig) -> Scored:
     """Score records with a loaded bundle through the same core as the Beam job."""
     exact_float32_scoring()
-    bundle.model.score_mc_samples = config.scoring.mc_samples
+    scorer = bundle.scorer
+    scorer.score_mc_samples = config.scoring.mc_samples
     ctx = OutputContext.from_bundle(bundle, config)
     exclude = tuple(config.data.exclude_columns)
     batch_size = config.scoring.batch_size
@@ -228,9 +245,7 @@ def score(bundle: Any, data: Data, config: VaepipeConfig) -> Scored:
         dead += bad
         if typed is None:
             continue
-        scored = score_chunk(
-            bundle.model, encode_chunk(typed, bundle.encoding, exclude), batch_size
-        )
+        scored = score_chunk(scorer, encode_chunk(typed, bundle.encoding, exclude), batch_size)
         dead += scored.dead
         if len(scored.chunk):
             f, c = to_outputs(scored.chunk.record_ids, scored.terms, scored.chunk.passthrough, ctx)

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
@@ -98,7 +98,15 @@ def train(
             f"{config.train.min_steps_per_epoch} steps per epoch (train.min_steps_per_epoch)"
         )
     local = _local_work_dir(paths)
-    model, history = _fit(paths, encoding, config, rows["train"], batch_size, local, echo)
+    models, histories = [], []
+    for k, member in enumerate(member_configs(config)):
+        work = member_work_dir(local, k)
+        if config.model.ensemble_size > 1:
+            echo(member_line(k, member))
+        model, history = _fit(paths, encoding, member, rows["train"], batch_size, work, echo)
+        models.append(model)
+        histories.append(history)
+    model, history = models[0], histories[0]
 
     held_out = calibration_splits(rows)
     echo(f"[3/4] calibrating on {calibration_line(rows, held_out)}")
@@ -108,7 +116,7 @@ def train(
         for split in held_out
         for b in shard_dataset(paths.shard_pattern(split), dim, 8192)
     )
-    calibration, scores = calibrate(model, batches, config)
+    calibration, scores = calibrate(scorer_of(models), batches, config)
     quality = calibration_quality(scores, calibration.threshold, config)
     quality["held_out_splits"] = list(held_out)
     if quality["warning"]:
@@ -117,6 +125,7 @@ def train(
     echo(f"[4/4] writing the model bundle to {model_dir}")
     report = {
         "history": history,
+        **member_histories(histories),
         "rows": rows,
         "batch_size": batch_size,
         "seconds": round(time.time() - started, 1),
@@ -131,7 +140,7 @@ def train(
     if dictionary is not None:
         parts[bundle_lib.DICTIONARY_FILE] = dictionary
         echo(f"      {dictionary_line(dictionary)}")
-    bundle_lib.write_bundle(model, model_dir, parts, config.data.kind, local)
+    bundle_lib.write_bundle(model, model_dir, parts, config.data.kind, local, tuple(models[1:]))
     leave_report(model_dir, echo=echo)
     FileSystems.delete([paths.root])
     shutil.rmtree(local, ignore_errors=True)  # no-op when it was inside paths.root
@@ -337,6 +346,42 @@ def new_model(encoding: Encoding, config: VaepipeConfig):
         numeric_variance=m.numeric_variance,
         score_tolerance=m.score_tolerance,
     )
+
+
+def member_configs(config: VaepipeConfig) -> list[VaepipeConfig]:
+    """The config each ensemble member trains with: the run's, with the member's seed
+    (`vae_model.ensemble.member_seed`), which seeds its weights and its batches' order."""
+    from vae_model.ensemble import member_seed
+
+    return [
+        replace(config, train=replace(config.train, seed=member_seed(config.train.seed, k)))
+        for k in range(config.model.ensemble_size)
+    ]
+
+
+def member_work_dir(work: str, member: int) -> str:
+    """Member 0 checkpoints and resumes in `work` itself (as a single model does), member k
+    in `work/member_k`, so an interrupted ensemble resumes each member where it was."""
+    return work if member == 0 else os.path.join(work, f"member_{member}")
+
+
+def member_line(member: int, config: VaepipeConfig) -> str:
+    size = config.model.ensemble_size
+    return f"      ensemble member {member + 1} of {size} (train.seed {config.train.seed})"
+
+
+def scorer_of(models: Sequence) -> object:
+    """The one model, or the ensemble of them, as scoring sees it."""
+    if len(models) == 1:
+        return models[0]
+    from vae_model.ensemble import VAEEnsemble
+
+    return VAEEnsemble(models)
+
+
+def member_histories(histories: Sequence[dict]) -> dict:
+    """The report's entry for members after the first (their per-epoch terms), if any."""
+    return {"member_histories": list(histories[1:])} if len(histories) > 1 else {}
 
 
 def fit_model(

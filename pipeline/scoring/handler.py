@@ -34,13 +34,13 @@ class BundleModelHandler(ModelHandler[EncodedChunk, ScoredChunk, Any]):
 
         exact_float32_scoring()
         bundle = load_bundle(self._model_dir)
-        bundle.model.score_mc_samples = self._mc_samples
+        bundle.scorer.score_mc_samples = self._mc_samples  # every ensemble member's
         return bundle
 
     def run_inference(
         self, batch: Sequence[EncodedChunk], model, inference_args: dict | None = None
     ) -> Iterable[ScoredChunk]:
-        return score_chunks(model.model, list(batch), self._batch_size)
+        return score_chunks(model.scorer, list(batch), self._batch_size)
 
     def get_num_bytes(self, batch: Sequence[EncodedChunk]) -> int:
         # RunInference's default pickles the whole batch (frames, raw lines) only to measure
