@@ -146,6 +146,7 @@ class ModelConfig:
     score_tolerance: float = 0.5
     image_likelihood: str = "bernoulli"
     ensemble_size: int = 1
+    trim_fraction: float = 0.0
 
     def validate(self) -> None:
         _check_choice("model.image_likelihood", self.image_likelihood, IMAGE_LIKELIHOODS)
@@ -174,6 +175,10 @@ class ModelConfig:
         if self.score_tolerance < 0:
             raise ConfigError(
                 f"model.score_tolerance must be >= 0. Received: {self.score_tolerance}"
+            )
+        if not 0 <= self.trim_fraction < 0.5:
+            raise ConfigError(
+                f"model.trim_fraction must be in [0, 0.5). Received: {self.trim_fraction}"
             )
 
 

@@ -144,9 +144,27 @@ def weighted_negative_elbo(terms: Mapping[str, Any], beta: Any) -> Any:
     return terms["reconstruction_nll"] + beta * terms["kl"]
 
 
-def training_loss(terms: Mapping[str, Any], beta: Any) -> Any:
-    """Scalar training loss: batch mean of ``reconstruction_nll + beta * kl``."""
-    return ops.mean(weighted_negative_elbo(terms, beta))
+def training_loss(
+    terms: Mapping[str, Any], beta: Any, trim: float = 0.0, active: Any = True
+) -> Any:
+    """Scalar training loss: batch mean of ``reconstruction_nll + beta * kl``.
+
+    With ``trim`` > 0 and ``active`` (a boolean, may be a tensor), the mean leaves out the
+    ``B - floor((1 - trim) * B)`` worst-explained records of the batch, so at least one (a
+    trimmed likelihood): the unlabelled training rows hold anomalies, and a model that spends
+    capacity on explaining them scores them lower. Which records are left out is chosen per
+    batch and carries no gradient.
+    """
+    per_record = weighted_negative_elbo(terms, beta)
+    plain = ops.mean(per_record)
+    if trim <= 0:
+        return plain
+    n = ops.shape(per_record)[0]
+    keep = ops.maximum(ops.floor((1.0 - trim) * ops.cast(n, "float32")), 1.0)
+    ranks = ops.argsort(ops.argsort(ops.stop_gradient(per_record)))  # 0 = best explained
+    kept = ops.cast(ops.cast(ranks, "float32") < keep, "float32")
+    trimmed = ops.sum(per_record * kept) / ops.sum(kept)
+    return ops.where(active, trimmed, plain)
 
 
 def log_density_ratio(z: Any, z_mean: Any, z_log_var: Any) -> Any:

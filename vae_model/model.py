@@ -77,6 +77,7 @@ class VAE(_Steps, keras.Model):
         seed: int = 0,
         numeric_variance: str = "record",
         score_tolerance: float = 0.0,
+        trim_fraction: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -98,6 +99,9 @@ class VAE(_Steps, keras.Model):
             )
         self.numeric_variance = numeric_variance
         self.score_tolerance = _non_negative_float("score_tolerance", score_tolerance)
+        self.trim_fraction = _non_negative_float("trim_fraction", trim_fraction)
+        if self.trim_fraction >= 0.5:
+            raise ValueError(f"trim_fraction must be below 0.5. Received: {trim_fraction}")
         self._score_mc_samples = 0
         # Training-only switch (set by fit_vae, not saved): skip non-finite batches.
         self.skip_nonfinite = False
@@ -530,6 +534,7 @@ class VAE(_Steps, keras.Model):
                 "seed": self.seed,
                 "numeric_variance": self.numeric_variance,
                 "score_tolerance": self.score_tolerance,
+                "trim_fraction": self.trim_fraction,
             }
         )
         return config

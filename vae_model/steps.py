@@ -41,7 +41,7 @@ class TensorFlowSteps:
         beta = self.effective_beta(self.kl_weight)
         with tf.GradientTape() as tape:
             terms = self(x, training=True)
-            loss = losses.training_loss(terms, beta)
+            loss = losses.training_loss(terms, beta, self.trim_fraction, self.kl_weight >= 1.0)
             # No-op for plain optimizers; required for LossScaleOptimizer (mixed
             # precision), whose apply() unscales the gradients again.
             scaled_loss = self.optimizer.scale_loss(loss)
@@ -79,11 +79,12 @@ class JaxSteps:
         x = inputs_from_data(data)
         # Must come from `state`: reading `self.kl_weight` here would bake the value
         # at trace time into the jitted step and freeze the warm-up schedule.
-        beta = self.effective_beta(_state_value(self, self.kl_weight, non_trainable))
+        kl_weight = _state_value(self, self.kl_weight, non_trainable)
+        beta = self.effective_beta(kl_weight)
 
         def loss_fn(trainable, non_trainable):
             terms, non_trainable = self.stateless_call(trainable, non_trainable, x, training=True)
-            loss = losses.training_loss(terms, beta)
+            loss = losses.training_loss(terms, beta, self.trim_fraction, kl_weight >= 1.0)
             return _stateless_scale_loss(self, loss, optimizer_vars), (terms, non_trainable)
 
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)

@@ -345,6 +345,7 @@ def new_model(encoding: Encoding, config: VaepipeConfig):
         seed=config.train.seed,
         numeric_variance=m.numeric_variance,
         score_tolerance=m.score_tolerance,
+        trim_fraction=m.trim_fraction,
     )
 
 

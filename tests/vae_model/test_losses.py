@@ -142,3 +142,33 @@ def test_elbo_terms_consistency_and_log_var_clamp(rng):
 def test_training_loss_is_mean_of_weighted_terms():
     terms = {"reconstruction_nll": ops.convert_to_tensor([1.0, 3.0]), "kl": ops.array([2.0, 4.0])}
     assert float(np_(losses.training_loss(terms, 0.5))) == pytest.approx(((1 + 1) + (3 + 2)) / 2)
+
+
+def _terms(nll: list[float]) -> dict:
+    return {"reconstruction_nll": ops.convert_to_tensor(nll), "kl": ops.zeros(len(nll))}
+
+
+def test_trimmed_loss_leaves_out_the_worst_explained_share_once_active():
+    terms = _terms([4.0, 1.0, 100.0, 3.0, 2.0, 50.0, 6.0, 5.0, 7.0, 8.0])
+    plain = float(np_(losses.training_loss(terms, 1.0)))
+    assert plain == pytest.approx(18.6)
+    # 10 - floor(0.8 * 10) = 2 records left out: 100 and 50.
+    assert float(np_(losses.training_loss(terms, 1.0, 0.2))) == pytest.approx(36 / 8)
+    # The share rounds up to whole records: 0.25 leaves out 3 (and 8), 0.05 one (100).
+    assert float(np_(losses.training_loss(terms, 1.0, 0.25))) == pytest.approx(28 / 7)
+    assert float(np_(losses.training_loss(terms, 1.0, 0.05))) == pytest.approx(86 / 9)
+    assert float(np_(losses.training_loss(terms, 1.0, 0.2, active=False))) == pytest.approx(plain)
+
+
+def test_trimmed_loss_has_no_gradient_for_the_records_left_out():
+    import jax  # noqa: F401  (the gradient is checked where it is cheapest to ask for)
+
+    if keras.backend.backend() != "jax":
+        pytest.skip("gradient checked on the JAX backend")
+    nll = np.array([1.0, 2.0, 30.0, 4.0], np.float32)
+
+    def loss(v):
+        return losses.training_loss({"reconstruction_nll": v, "kl": v * 0}, 1.0, 0.25)
+
+    grad = np.asarray(jax.grad(loss)(nll))
+    np.testing.assert_allclose(grad, [1 / 3, 1 / 3, 0.0, 1 / 3], rtol=1e-6)

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from vae_model import VAE, FeatureLayout, pack
+from vae_model import VAE, FeatureLayout, fit_vae, pack
 from vae_model.model import exact_float32_matmuls
 
 
@@ -282,3 +282,35 @@ def test_score_tolerance_is_off_for_saved_configs_and_checked(layout, small_mode
     assert VAE.from_config(config).score_tolerance == 0.0
     with pytest.raises(ValueError, match="Received: score_tolerance=-0.1"):
         VAE(layout.to_config(), score_tolerance=-0.1)
+
+
+def test_trim_fraction_is_saved_off_for_old_configs_and_checked(layout, small_model):
+    trimmed = VAE(layout.to_config(), latent_dim=3, hidden_units=(8,), trim_fraction=0.1)
+    assert VAE.from_config(trimmed.get_config()).trim_fraction == 0.1
+    config = small_model.get_config()
+    config.pop("trim_fraction")
+    assert VAE.from_config(config).trim_fraction == 0.0
+    with pytest.raises(ValueError, match="trim_fraction must be below 0.5. Received: 0.5"):
+        VAE(layout.to_config(), trim_fraction=0.5)
+
+
+def test_a_trimmed_fit_learns_less_of_the_outliers_in_its_training_rows(
+    layout, records, tmp_path
+):
+    """Training rows with 5% outliers: leaving the worst-explained 10% of each batch out of
+    the loss keeps the model from explaining them, so they score higher than with the plain
+    ELBO (same seed, same batches)."""
+    x = np.concatenate([records(950, seed=8), records(50, seed=9, shift=4.0)])
+    outlier = np.arange(len(x)) >= 950
+    gaps = {}
+    for trim in (0.0, 0.1):
+        keras.utils.set_random_seed(0)
+        model = VAE(layout.to_config(), latent_dim=2, hidden_units=(16,), trim_fraction=trim,
+                    kl_warmup_epochs=1, seed=3)  # fmt: skip
+        history = fit_vae(model, x, records(100, seed=10), epochs=6, learning_rate=1e-2,
+                          patience=6, checkpoint_dir=tmp_path / str(trim), batch_size=100,
+                          print_fn=None)  # fmt: skip
+        assert np.isfinite(history.history["loss"]).all()
+        score = to_numpy(model(x, training=False))["score"]
+        gaps[trim] = score[outlier].mean() - score[~outlier].mean()
+    assert gaps[0.1] > gaps[0.0] > 0
