@@ -294,9 +294,7 @@ def test_trim_fraction_is_saved_off_for_old_configs_and_checked(layout, small_mo
         VAE(layout.to_config(), trim_fraction=0.5)
 
 
-def test_a_trimmed_fit_learns_less_of_the_outliers_in_its_training_rows(
-    layout, records, tmp_path
-):
+def test_a_trimmed_fit_learns_less_of_the_outliers_in_its_training_rows(layout, records, tmp_path):
     """Training rows with 5% outliers: leaving the worst-explained 10% of each batch out of
     the loss keeps the model from explaining them, so they score higher than with the plain
     ELBO (same seed, same batches)."""
