@@ -251,7 +251,7 @@ def save_without_optimizer(model: Any, path: str) -> None:
     estimates, which are twice the size of the weights (a 20-column model's file drops from
     413 KB to 156 KB). A loaded bundle is for inference: training starts from a new model.
     """
-    optimizer = model.optimizer
+    optimizer = getattr(model, "optimizer", None)  # a loaded, uncompiled model has none
     model.optimizer = None
     try:
         model.save(path)

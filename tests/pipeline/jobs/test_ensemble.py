@@ -122,3 +122,28 @@ def test_an_ensemble_size_out_of_range_is_refused(tables, tmp_path, size, capsys
                  "--set", f"model.ensemble_size={size}"])  # fmt: skip
     assert code != 0
     assert "model.ensemble_size must be an integer from 1 to 8" in capsys.readouterr().err
+
+
+def test_a_stopped_ensemble_run_keeps_the_members_it_finished(tables, tmp_path, monkeypatch):
+    from configs import load_config
+    from pipeline.jobs import train as train_job
+
+    root, _ = tables
+    config = load_config([], SETTINGS)
+    out, real, seeds = str(tmp_path / "bundle"), train_job.fit_model, []
+
+    def stopping(model, *args, **kwargs):
+        seeds.append(model.seed)
+        if model.seed == 1000 and len(seeds) == 2:
+            raise KeyboardInterrupt  # the run is stopped while member 2 trains
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(train_job, "fit_model", stopping)
+    with pytest.raises(KeyboardInterrupt):
+        train_job.train(str(root / "train.csv"), out, config, echo=lambda line: None)
+    lines: list[str] = []
+    train_job.train(str(root / "train.csv"), out, config, echo=lines.append)
+    assert seeds == [0, 1000, 1000]  # member 1 was not trained again
+    assert any("already trained by the stopped run" in line for line in lines)
+    bundle = load_bundle(out)
+    assert [m.seed for m in (bundle.model, *bundle.members)] == [0, 1000]
