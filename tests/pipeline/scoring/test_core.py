@@ -226,7 +226,9 @@ def test_handler_scores_each_chunk_with_the_bundle_model(model):
     assert handler.batch_elements_kwargs() == {"min_batch_size": 1, "max_batch_size": 1}
     assert handler.share_model_across_processes() is False
     chunks = [make_chunk(5, seed=1), make_chunk(9, seed=2)]
-    bundle = types.SimpleNamespace(model=model)  # a loaded bundle: the handler uses .model
+    # A loaded bundle: the handler scores with .scorer (the model, or the ensemble of it and
+    # its members).
+    bundle = types.SimpleNamespace(model=model, scorer=model)
     results = handler.run_inference(chunks, bundle)
     assert [len(r.chunk) for r in results] == [5, 9]
     assert [r.chunk.record_ids for r in results] == [c.record_ids for c in chunks]
@@ -236,7 +238,7 @@ def test_handler_batches_as_many_chunks_as_a_call_takes(model):
     handler = BundleModelHandler("unused-dir", batch_size=BATCH, chunks_per_call=3)
     assert handler.batch_elements_kwargs() == {"min_batch_size": 1, "max_batch_size": 3}
     chunks = [make_chunk(5, seed=1), make_chunk(9, seed=2), make_chunk(1, seed=3)]
-    results = handler.run_inference(chunks, types.SimpleNamespace(model=model))
+    results = handler.run_inference(chunks, types.SimpleNamespace(model=model, scorer=model))
     assert [r.chunk.record_ids for r in results] == [c.record_ids for c in chunks]
     with pytest.raises(ValueError, match="chunks_per_call must be positive. Received: 0"):
         BundleModelHandler("unused-dir", batch_size=BATCH, chunks_per_call=0)
