@@ -227,9 +227,9 @@ def load_bundle(directory: str, load_model: bool = True) -> Bundle:
         _check_columns(columns, encoding)
     model, members = None, ()
     if load_model:
-        model = _load_model(os.path.join(directory, MODEL_FILE))
+        model = load_model_file(os.path.join(directory, MODEL_FILE))
         names = [n for n in MEMBER_FILES if n in manifest["sha256"]]
-        members = tuple(_load_model(os.path.join(directory, n)) for n in names)
+        members = tuple(load_model_file(os.path.join(directory, n)) for n in names)
     return Bundle(
         directory,
         model,
@@ -353,7 +353,8 @@ def _check_columns(columns: RecordColumns, encoding: Encoding) -> None:
         raise BundleError(f"bundle is inconsistent: {COLUMNS_FILE} has unknown types {bad}")
 
 
-def _load_model(path: str) -> Any:
+def load_model_file(path: str) -> Any:
+    """A saved VAE (a bundle's model part, or a training checkpoint), local or gs://."""
     import keras
 
     # The module itself: `vae_model` loads its names lazily, and only importing the model

@@ -439,8 +439,7 @@ def bundle_parts(
     }
 
 
-FINISHED_FILE = "finished.keras"  # a member that finished training, in its work folder
-FINISHED_HISTORY = "finished_history.json"
+FINISHED_HISTORY = "finished_history.json"  # written once a model in a work folder finished
 
 
 def _fit(paths, encoding: Encoding, config: VaepipeConfig, n_train: int, batch: int, work, echo):
@@ -451,7 +450,7 @@ def _fit(paths, encoding: Encoding, config: VaepipeConfig, n_train: int, batch: 
         echo("      already trained by the stopped run: loaded")
         return finished
     model, history = _train_new(paths, encoding, config, n_train, batch, work, echo)
-    bundle_lib.save_without_optimizer(model, os.path.join(work, FINISHED_FILE))
+    # fit_vae saved the finished model as its best checkpoint; the history marks it done.
     write_text(os.path.join(work, FINISHED_HISTORY), json.dumps(history))
     return model, history
 
@@ -459,15 +458,13 @@ def _fit(paths, encoding: Encoding, config: VaepipeConfig, n_train: int, batch: 
 def _finished(work: str) -> tuple | None:
     """The model and history a stopped run finished in `work`, if any (the work folder
     belongs to this run's data and config: `_prepare` clears it when they change)."""
-    model_path, history_path = (os.path.join(work, n) for n in (FINISHED_FILE, FINISHED_HISTORY))
+    from vae_model.training import BEST_MODEL_FILENAME
+
+    model_path = os.path.join(work, "checkpoints", BEST_MODEL_FILENAME)
+    history_path = os.path.join(work, FINISHED_HISTORY)
     if not (os.path.exists(model_path) and os.path.exists(history_path)):
         return None
-    import keras
-
-    import vae_model.model  # noqa: F401  (registers the VAE class for loading)
-
-    model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
-    return model, json.loads(read_text(history_path))
+    return bundle_lib.load_model_file(model_path), json.loads(read_text(history_path))
 
 
 def _train_new(paths, encoding: Encoding, config: VaepipeConfig, n_train, batch, work, echo):
