@@ -17,8 +17,9 @@ and z-scored numbers (fit on the train split).
     python benchmarks/corpus.py --report-from out.csv [more.csv]      # tables of earlier runs
     python benchmarks/corpus.py --screen base.csv variant1.csv ...    # config screen verdicts
 
-`--settings model.latent_dim=auto` / `model.hidden_units=auto` size the model from the number of
-feature columns D (latent D/4 in [2, 16], two hidden layers of 4D in [32, 256]).
+`--settings model.hidden_units=auto` sizes the hidden layers from the number of feature columns D
+(two layers of 4D in [32, 256]); `model.latent_dim=auto` is the product's own rule
+(`configs/schema.py`).
 """
 
 from __future__ import annotations
@@ -63,10 +64,8 @@ def parse_settings(items: list[str]) -> dict[str, Any]:
 
 
 def sized_settings(settings: dict[str, Any], width: int) -> dict[str, Any]:
-    """`auto` latent_dim / hidden_units from D feature columns (the plain VAE's rule)."""
+    """`auto` hidden_units from D feature columns (the plain VAE's rule)."""
     out = dict(settings)
-    if out.get("model.latent_dim") == AUTO:
-        out["model.latent_dim"] = int(np.clip(width // 4, 2, 16))
     if out.get("model.hidden_units") == AUTO:
         units = int(np.clip(4 * width, 32, 256))
         out["model.hidden_units"] = [units, units]

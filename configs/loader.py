@@ -131,8 +131,16 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
     """Check `value` against a field's type hint; lists become tuples, ints may become floats."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(hint):
+            return None
         args = [a for a in typing.get_args(hint) if a is not type(None)]
-        return None if value is None else _coerce(name, value, args[0])
+        errors = []
+        for arg in args:  # the first type that takes the value (int | str: 8 or "auto")
+            try:
+                return _coerce(name, value, arg)
+            except ConfigError as error:
+                errors.append(error)
+        raise errors[0]
     if origin is tuple:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{name} must be a list. Received: {value!r}")

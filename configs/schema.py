@@ -21,6 +21,12 @@ IMAGE_MODES = ("L", "RGB")
 IMAGE_LIKELIHOODS = ("bernoulli", "gaussian")
 # Members of an ensemble (model.ensemble_size); the bundle names a part per member.
 MAX_ENSEMBLE_SIZE = 8
+# model.latent_dim: auto sizes the code from the number of feature columns D: one dimension
+# per LATENT_FEATURES_PER_DIM columns, within [LATENT_AUTO_MIN, LATENT_AUTO_MAX].
+LATENT_AUTO = "auto"
+LATENT_FEATURES_PER_DIM = 16
+LATENT_AUTO_MIN = 8
+LATENT_AUTO_MAX = 32
 # File extensions of the formats vaepipe decodes (Pillow's PNG, JPEG, BMP, GIF, TIFF, WebP).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -135,7 +141,7 @@ class SchemaConfig:
 class ModelConfig:
     """The VAE's architecture and the choices that shape its objective."""
 
-    latent_dim: int = 8
+    latent_dim: int | str = LATENT_AUTO
     hidden_units: tuple[int, ...] = (128, 64)
     activation: str = "relu"
     beta: float = 1.0
@@ -148,9 +154,24 @@ class ModelConfig:
     ensemble_size: int = 1
     trim_fraction: float = 0.0
 
+    def latent_size(self, n_features: int) -> int:
+        """The code's size for D = `n_features` feature columns: `latent_dim`, or with `auto`
+        D / LATENT_FEATURES_PER_DIM within [LATENT_AUTO_MIN, LATENT_AUTO_MAX] (a table of
+        512 embedding columns does not fit in the 8 dimensions that serve 6 to 100 columns)."""
+        if self.latent_dim != LATENT_AUTO:
+            return int(self.latent_dim)
+        by_width = n_features // LATENT_FEATURES_PER_DIM
+        return max(LATENT_AUTO_MIN, min(LATENT_AUTO_MAX, by_width))
+
     def validate(self) -> None:
         _check_choice("model.image_likelihood", self.image_likelihood, IMAGE_LIKELIHOODS)
-        _check_positive("model.latent_dim", self.latent_dim)
+        if self.latent_dim != LATENT_AUTO and (
+            not isinstance(self.latent_dim, int) or self.latent_dim <= 0
+        ):
+            raise ConfigError(
+                f"model.latent_dim must be a positive integer or {LATENT_AUTO!r}. "
+                f"Received: {self.latent_dim!r}"
+            )
         if not 1 <= self.ensemble_size <= MAX_ENSEMBLE_SIZE:
             raise ConfigError(
                 f"model.ensemble_size must be an integer from 1 to {MAX_ENSEMBLE_SIZE}. "

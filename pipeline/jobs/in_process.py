@@ -50,6 +50,7 @@ from pipeline.jobs.train import (
     curated_schema,
     effective_batch_size,
     fit_model,
+    latent_line,
     member_configs,
     member_histories,
     member_line,
@@ -164,6 +165,7 @@ def train(
     encoding, splits = prepared.encoding, prepared.splits
     batch = effective_batch_size(rows["train"], config.train)
     echo(f"training the VAE on {rows['train']} rows ({len(encoding.columns)} features)")
+    echo(latent_line(encoding, config))
     work = tempfile.mkdtemp(prefix="vaepipe-fit-")
     try:
         models, histories = [], []

@@ -20,7 +20,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 
 from configs import ConfigError, VaepipeConfig
 from configs.loader import dump_config, to_dict
-from configs.schema import TrainConfig
+from configs.schema import LATENT_AUTO, TrainConfig
 from pipeline.archive.dictionary import dictionary_from_files, dictionary_line
 from pipeline.artifacts import bundle as bundle_lib
 from pipeline.artifacts.shards import (
@@ -91,6 +91,7 @@ def train(
         raise
 
     echo(f"[2/4] training the VAE on {rows['train']} rows ({len(encoding.columns)} features)")
+    echo(f"      {latent_line(encoding, config)}")
     batch_size = effective_batch_size(rows["train"], config.train)
     if batch_size < config.train.batch_size:
         echo(
@@ -325,6 +326,15 @@ def curated_schema(config: VaepipeConfig) -> schema_pb2.Schema | None:
     return text_format.Parse(read_text(config.schema.schema_file), schema_pb2.Schema())
 
 
+def latent_line(encoding: Encoding, config: VaepipeConfig) -> str:
+    """How large the latent code is, and why (`model.latent_dim`, or `auto` from the width)."""
+    n_features = len(encoding.layout().feature_names)
+    size = config.model.latent_size(n_features)
+    if config.model.latent_dim != LATENT_AUTO:
+        return f"latent code: {size} dimensions (model.latent_dim)"
+    return f"latent code: {size} dimensions (model.latent_dim auto, {n_features} feature columns)"
+
+
 def new_model(encoding: Encoding, config: VaepipeConfig):
     """A fresh, seeded VAE for `encoding`'s layout with the config's model settings."""
     import keras
@@ -335,7 +345,7 @@ def new_model(encoding: Encoding, config: VaepipeConfig):
     m = config.model
     return VAE(
         layout=encoding.layout().to_config(),
-        latent_dim=m.latent_dim,
+        latent_dim=m.latent_size(len(encoding.layout().feature_names)),
         hidden_units=m.hidden_units,
         activation=m.activation,
         beta=m.beta,

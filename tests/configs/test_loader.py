@@ -44,7 +44,7 @@ def write(tmp_path, name: str, text: str):
 def test_no_files_no_overrides_gives_the_dataclass_defaults():
     config = load_config()
     assert config == VaepipeConfig()
-    assert config.model.latent_dim == 8
+    assert config.model.latent_dim == "auto"
     assert config.model.hidden_units == (128, 64)
     assert config.data.id_column is None
     assert config.scoring.code_dtype == "int8"
@@ -147,7 +147,7 @@ def test_section_that_is_not_a_mapping_is_named():
     [
         (
             "model.latent_dim=eight",
-            r"model\.latent_dim must be of type int\. Received: 'eight' \(str\)",
+            r"model\.latent_dim must be a positive integer or 'auto'\. Received: 'eight'",
         ),
         (
             "model.latent_dim=8.5",
@@ -251,7 +251,7 @@ def test_set_value_that_is_not_yaml_is_a_config_error_naming_the_key():
         ("data.format=xlsx", r"data\.format must be one of"),
         ("data.csv_delimiter=ab", r"data\.csv_delimiter must be one character"),
         ("data.csv_has_header=false", r"data\.column_names is required"),
-        ("model.latent_dim=0", r"model\.latent_dim must be positive\. Received: 0"),
+        ("model.latent_dim=0", r"model\.latent_dim must be a positive integer or .auto.\. Recei"),
         ("model.min_log_var=7.0", r"model\.min_log_var must be below model\.max_log_var"),
         ("model.score_tolerance=-1", r"model\.score_tolerance must be >= 0\. Received: -1"),
         ("model.trim_fraction=0.5", r"model\.trim_fraction must be in \[0, 0\.5\)\. Received"),

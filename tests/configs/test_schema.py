@@ -229,3 +229,20 @@ def test_images_need_format_auto():
 def test_config_error_is_a_value_error():
     # The command line maps ValueErrors to exit code 2 with the message on one line.
     assert issubclass(ConfigError, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("n_features", "size"), [(1, 8), (6, 8), (143, 8), (144, 9), (300, 18), (512, 32), (10_000, 32)]
+)
+def test_auto_latent_size_is_one_dimension_per_16_columns_within_8_to_32(n_features, size):
+    assert ModelConfig(latent_dim="auto").latent_size(n_features) == size
+
+
+def test_an_integer_latent_dim_is_the_size_whatever_the_width():
+    assert ModelConfig(latent_dim=5).latent_size(512) == 5
+
+
+@pytest.mark.parametrize("value", [0, -3, "big", "Auto"])
+def test_latent_dim_takes_a_positive_integer_or_auto(value):
+    with pytest.raises(ConfigError, match="model.latent_dim must be a positive integer or 'auto'"):
+        ModelConfig(latent_dim=value).validate()
