@@ -4,8 +4,9 @@ Synthetic tables of 10, 100, 1,000 and 1,555 binary (0/1) columns, each a catego
 of cardinality 3 as the pipeline encodes it (2 values + the out-of-vocabulary bucket), and of
 10, 100, 1,000 and 10,000 numeric columns, are trained through `vae_model.fit_vae` (the
 function `vaepipe train` calls) with the default architecture and training settings of
-`configs/tabular.yaml` (hidden units (128, 64), latent 8, KL warm-up 5 epochs, Adam 1e-3,
-40 epochs at most, early stopping patience 5, batch 256). Each size runs in its own
+`configs/tabular.yaml` (hidden units (128, 64), the latent size `model.latent_dim: auto` gives the
+columns (8 up to 143, 32 from 512), KL warm-up 5 epochs, Adam 1e-3, 40 epochs at most, early
+stopping patience 5, batch 256). Each size runs in its own
 subprocess, which reports the seconds spent in `fit_vae` (tracing and compilation included,
 as a user pays them), the epochs run, its wall time from start (imports included) and its
 peak RSS (`resource.getrusage(...).ru_maxrss`).
@@ -93,6 +94,7 @@ def child(args: argparse.Namespace) -> None:
     import keras
 
     import vae_model
+    from configs.schema import ModelConfig
     from vae_model import VAE, fit_vae
 
     result["vae_model"] = str(Path(vae_model.__file__).parent)
@@ -103,7 +105,7 @@ def child(args: argparse.Namespace) -> None:
     keras.utils.set_random_seed(0)
     model = VAE(
         layout.to_config(),
-        latent_dim=8,
+        latent_dim=ModelConfig().latent_size(args.columns),
         hidden_units=(128, 64),
         kl_warmup_epochs=5,
         score_tolerance=0.5,
