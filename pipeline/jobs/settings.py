@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from configs import ConfigError, VaepipeConfig, builtin_config_path, load_config
+from configs.schema import LATENT_AUTO, ModelConfig
 
 # Where a training run's data came from; never carried over to the model's later runs.
 RUN_SPECIFIC = ("bigquery_query", "partition")
@@ -115,7 +116,7 @@ def _refuse_changed(
         if not is_fixed(key) or key in {k for k, _ in changed}:
             continue
         before, after = _value(trained, key), _value(config, key)
-        if before != after:
+        if not _same(key, before, after, model_dir):
             changed.append((key, f"{key} (trained: {_show(before)}; {where}: {_show(after)})"))
     if changed:
         raise ConfigError(
@@ -123,6 +124,32 @@ def _refuse_changed(
             + "; ".join(text for _, text in changed)
             + ". Leave them out (the model's own values apply) or train a new model"
         )
+
+
+def _same(key: str, before: Any, after: Any, model_dir: str) -> bool:
+    """Equal values, or for `model.latent_dim` the same size: `auto` is the size it gave this
+    model (so an older bundle's 8 and today's `auto` on a narrow table agree)."""
+    if before == after:
+        return True
+    if key != "model.latent_dim" or LATENT_AUTO not in (before, after):
+        return False
+    return _latent_size(before, model_dir) == _latent_size(after, model_dir)
+
+
+def _latent_size(value: Any, model_dir: str) -> int:
+    """`model.latent_dim` as a size for the bundle in `model_dir` (auto: from its features)."""
+    import json
+
+    from pipeline.artifacts.bundle import ENCODING_FILE, MANIFEST_FILE
+    from pipeline.core.fs import read_text
+    from pipeline.kinds import load_encoding
+
+    if value != LATENT_AUTO:
+        return int(value)
+    kind = json.loads(read_text(os.path.join(model_dir, MANIFEST_FILE)))["data_kind"]
+    encoding = load_encoding(kind, read_text(os.path.join(model_dir, ENCODING_FILE)))
+    n_features = len(encoding.layout().feature_names)
+    return ModelConfig(latent_dim=LATENT_AUTO).latent_size(n_features)
 
 
 def is_fixed(key: str) -> bool:

@@ -7,8 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from configs import ConfigError
 from pipeline.artifacts.bundle import load_bundle
 from pipeline.cli import main
+from pipeline.jobs.settings import model_config
 
 SETTINGS = ["data.id_column=id", "train.epochs=1", "model.hidden_units=[16]",
             "model.kl_warmup_epochs=0"]  # fmt: skip
@@ -39,3 +41,13 @@ def test_train_sizes_the_latent_code_from_the_width(wide_csv, tmp_path, capsys, 
         "model.latent_dim auto, 160 feature columns" if latent == "auto" else "model.latent_dim"
     )
     assert f"latent code: {size} dimensions ({reason})" in capsys.readouterr().out
+
+
+def test_a_later_run_may_state_the_size_auto_gave_but_not_another(wide_csv, tmp_path):
+    out = tmp_path / "bundle"
+    args = ["train", "--input", str(wide_csv), "--output", str(out)]
+    assert main(args + [a for s in SETTINGS for a in ("--set", s)]) == 0
+    assert model_config(str(out), (), ["model.latent_dim=10"]).model.latent_dim == 10
+    assert model_config(str(out), (), ["model.latent_dim=auto"]).model.latent_dim == "auto"
+    with pytest.raises(ConfigError, match=r"model\.latent_dim \(trained: 'auto'; --set .*: 8\)"):
+        model_config(str(out), (), ["model.latent_dim=8"])

@@ -66,7 +66,7 @@ def test_the_training_config_given_again_is_refused_naming_each_changed_key(trai
         "data.kind=image",
         "data.categorical_columns=[a]",
         "data.numeric_scaling=iqr",
-        "model.latent_dim=3",
+        "model.beta=0.5",
         "train.epochs=1",
         "schema.max_vocabulary=5",
         "schema.int_categorical_max_values=9",
@@ -81,7 +81,7 @@ def test_each_fixed_setting_is_refused_when_it_changes(trained, override):
 
 def test_fixed_settings_equal_to_the_trained_values_are_accepted(trained):
     config = model_config(
-        trained, (), ["data.id_column=id", "data.exclude_columns=[label]", "model.latent_dim=8"]
+        trained, (), ["data.id_column=id", "data.exclude_columns=[label]", "model.beta=1.0"]
     )
     assert config.data.id_column == "id"
 
