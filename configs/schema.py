@@ -137,6 +137,14 @@ class SchemaConfig:
         )
 
 
+def auto_latent_size(n_features: int) -> int:
+    """`model.latent_dim: auto` for D = `n_features` columns: D / LATENT_FEATURES_PER_DIM within
+    [LATENT_AUTO_MIN, LATENT_AUTO_MAX] (a table of 512 embedding columns does not fit in the 8
+    dimensions that serve 6 to 100 columns)."""
+    by_width = n_features // LATENT_FEATURES_PER_DIM
+    return max(LATENT_AUTO_MIN, min(LATENT_AUTO_MAX, by_width))
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The VAE's architecture and the choices that shape its objective."""
@@ -155,13 +163,10 @@ class ModelConfig:
     trim_fraction: float = 0.0
 
     def latent_size(self, n_features: int) -> int:
-        """The code's size for D = `n_features` feature columns: `latent_dim`, or with `auto`
-        D / LATENT_FEATURES_PER_DIM within [LATENT_AUTO_MIN, LATENT_AUTO_MAX] (a table of
-        512 embedding columns does not fit in the 8 dimensions that serve 6 to 100 columns)."""
+        """The code's size for `n_features` feature columns: `latent_dim`, or `auto`'s."""
         if self.latent_dim != LATENT_AUTO:
             return int(self.latent_dim)
-        by_width = n_features // LATENT_FEATURES_PER_DIM
-        return max(LATENT_AUTO_MIN, min(LATENT_AUTO_MAX, by_width))
+        return auto_latent_size(n_features)
 
     def validate(self) -> None:
         _check_choice("model.image_likelihood", self.image_likelihood, IMAGE_LIKELIHOODS)

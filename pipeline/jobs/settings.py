@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from configs import ConfigError, VaepipeConfig, builtin_config_path, load_config
-from configs.schema import LATENT_AUTO, ModelConfig
+from configs.schema import LATENT_AUTO, auto_latent_size
 
 # Where a training run's data came from; never carried over to the model's later runs.
 RUN_SPECIFIC = ("bigquery_query", "partition")
@@ -149,7 +149,7 @@ def _latent_size(value: Any, model_dir: str) -> int:
     kind = json.loads(read_text(os.path.join(model_dir, MANIFEST_FILE)))["data_kind"]
     encoding = load_encoding(kind, read_text(os.path.join(model_dir, ENCODING_FILE)))
     n_features = len(encoding.layout().feature_names)
-    return ModelConfig(latent_dim=LATENT_AUTO).latent_size(n_features)
+    return auto_latent_size(n_features)
 
 
 def is_fixed(key: str) -> bool:
