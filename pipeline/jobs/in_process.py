@@ -42,8 +42,8 @@ from pipeline.jobs.settings import check_model_settings
 from pipeline.jobs.train import (
     TrainResult,
     bundle_parts,
+    calibrated,
     calibration_line,
-    calibration_quality,
     calibration_splits,
     check_rows,
     column_lines,
@@ -51,15 +51,11 @@ from pipeline.jobs.train import (
     effective_batch_size,
     fit_model,
     latent_line,
-    member_configs,
     member_histories,
-    member_line,
-    member_work_dir,
     new_model,
-    scorer_of,
+    train_members,
 )
 from pipeline.kinds.tabular import check_columns, curated_decisions, derive_encoding
-from pipeline.scoring.calibration import calibrate
 from pipeline.scoring.core import exact_float32_scoring, score_chunk
 from pipeline.scoring.outputs import OutputContext, to_outputs
 from pipeline.sources.files import file_chunks, match_inputs
@@ -168,26 +164,22 @@ def train(
     echo(latent_line(encoding, config))
     work = tempfile.mkdtemp(prefix="vaepipe-fit-")
     try:
-        models, histories = [], []
-        for k, member in enumerate(member_configs(config)):
-            if config.model.ensemble_size > 1:
-                echo(member_line(k, member).strip())
+
+        def fit_one(member: VaepipeConfig, where: str) -> tuple[Any, dict]:
             model = new_model(encoding, member)
             train_rows, val_rows = _training_data(splits, batch, member)
-            where = member_work_dir(work, k)
-            models.append(model)
-            histories.append(
-                fit_model(model, train_rows, val_rows, member, rows["train"], batch, where, echo)
+            return model, fit_model(
+                model, train_rows, val_rows, member, rows["train"], batch, where, echo
             )
+
+        models, histories = train_members(config, work, fit_one, lambda line: echo(line.strip()))
         model, history = models[0], histories[0]
         held_out = calibration_splits(rows)
         if held_out != ("calibration",):
             echo(f"calibrating on {calibration_line(rows, held_out)}")
-        calibration, scores = calibrate(scorer_of(models), [splits[s] for s in held_out], config)
-        quality = calibration_quality(scores, calibration.threshold, config)
-        quality["held_out_splits"] = list(held_out)
-        if quality["warning"]:
-            echo(f"WARNING {quality['warning']}")
+        calibration, scores, quality = calibrated(
+            models, [splits[s] for s in held_out], held_out, config, echo
+        )
         report = {
             "history": history,
             **member_histories(histories),

@@ -99,14 +99,12 @@ def train(
             f"{config.train.min_steps_per_epoch} steps per epoch (train.min_steps_per_epoch)"
         )
     local = _local_work_dir(paths)
-    models, histories = [], []
-    for k, member in enumerate(member_configs(config)):
-        work = member_work_dir(local, k)
-        if config.model.ensemble_size > 1:
-            echo(member_line(k, member))
-        model, history = _fit(paths, encoding, member, rows["train"], batch_size, work, echo)
-        models.append(model)
-        histories.append(history)
+    models, histories = train_members(
+        config,
+        local,
+        lambda member, work: _fit(paths, encoding, member, rows["train"], batch_size, work, echo),
+        echo,
+    )
     model, history = models[0], histories[0]
 
     held_out = calibration_splits(rows)
@@ -117,11 +115,7 @@ def train(
         for split in held_out
         for b in shard_dataset(paths.shard_pattern(split), dim, 8192)
     )
-    calibration, scores = calibrate(scorer_of(models), batches, config)
-    quality = calibration_quality(scores, calibration.threshold, config)
-    quality["held_out_splits"] = list(held_out)
-    if quality["warning"]:
-        echo(f"WARNING {quality['warning']}")
+    calibration, scores, quality = calibrated(models, batches, held_out, config, echo)
 
     echo(f"[4/4] writing the model bundle to {model_dir}")
     report = {
@@ -374,6 +368,41 @@ def member_work_dir(work: str, member: int) -> str:
     """Member 0 checkpoints and resumes in `work` itself (as a single model does), member k
     in `work/member_k`, so an interrupted ensemble resumes each member where it was."""
     return work if member == 0 else os.path.join(work, f"member_{member}")
+
+
+def train_members(
+    config: VaepipeConfig,
+    work: str,
+    fit_one: Callable[[VaepipeConfig, str], tuple[object, dict]],
+    echo: Callable[[str], object],
+) -> tuple[list, list[dict]]:
+    """Every ensemble member trained by `fit_one(member_config, work_dir)`, in order: the
+    models and their per-epoch histories (one of each for a single model)."""
+    models, histories = [], []
+    for k, member in enumerate(member_configs(config)):
+        if config.model.ensemble_size > 1:
+            echo(member_line(k, member))
+        model, history = fit_one(member, member_work_dir(work, k))
+        models.append(model)
+        histories.append(history)
+    return models, histories
+
+
+def calibrated(
+    models: Sequence,
+    batches,
+    held_out: Sequence[str],
+    config: VaepipeConfig,
+    echo: Callable[[str], object],
+) -> tuple[object, np.ndarray, dict]:
+    """The calibration of the members' scorer on the held-out rows, their sorted scores, and
+    the report's calibration entry (a warning is echoed too)."""
+    calibration, scores = calibrate(scorer_of(models), batches, config)
+    quality = calibration_quality(scores, calibration.threshold, config)
+    quality["held_out_splits"] = list(held_out)
+    if quality["warning"]:
+        echo(f"WARNING {quality['warning']}")
+    return calibration, scores, quality
 
 
 def member_line(member: int, config: VaepipeConfig) -> str:
