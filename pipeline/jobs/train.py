@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -390,7 +390,7 @@ def train_members(
 
 def calibrated(
     models: Sequence,
-    batches,
+    batches: Iterable[np.ndarray],
     held_out: Sequence[str],
     config: VaepipeConfig,
     echo: Callable[[str], object],
