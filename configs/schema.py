@@ -161,6 +161,7 @@ class ModelConfig:
     image_likelihood: str = "bernoulli"
     ensemble_size: int = 1
     trim_fraction: float = 0.0
+    trim_start_epoch: int | None = None
 
     def latent_size(self, n_features: int) -> int:
         """The code's size for `n_features` feature columns: `latent_dim`, or `auto`'s."""
@@ -205,6 +206,10 @@ class ModelConfig:
         if not 0 <= self.trim_fraction < 0.5:
             raise ConfigError(
                 f"model.trim_fraction must be in [0, 0.5). Received: {self.trim_fraction}"
+            )
+        if self.trim_start_epoch is not None and self.trim_start_epoch < 0:
+            raise ConfigError(
+                f"model.trim_start_epoch must be >= 0 or null. Received: {self.trim_start_epoch}"
             )
 
 

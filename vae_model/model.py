@@ -61,6 +61,13 @@ class VAE(_Steps, keras.Model):
             tolerance their tiny residuals then outweigh large deviations elsewhere. ``0``
             (the default, what models saved before this option used) scores with the
             decoder's variance alone.
+        trim_fraction: Share of each training batch, the worst explained, left out of the
+            loss (a trimmed ELBO); see `losses.training_loss`.
+        trim_start_epoch: The 0-based epoch from which the trim applies; ``None`` (the
+            default, what models saved before this option used): once the KL warm-up is
+            over. An epoch inside the warm-up starts it sooner: a training row's loss after
+            the first epoch separates the anomalies hidden in the training rows better than
+            after the warm-up, by which time the decoder has learned to rebuild them.
         **kwargs: Standard ``keras.Model`` arguments (``name``, ``dtype``, ...).
     """
 
@@ -78,6 +85,7 @@ class VAE(_Steps, keras.Model):
         numeric_variance: str = "record",
         score_tolerance: float = 0.0,
         trim_fraction: float = 0.0,
+        trim_start_epoch: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -102,6 +110,10 @@ class VAE(_Steps, keras.Model):
         self.trim_fraction = _non_negative_float("trim_fraction", trim_fraction)
         if self.trim_fraction >= 0.5:
             raise ValueError(f"trim_fraction must be below 0.5. Received: {trim_fraction}")
+        self.trim_start_epoch = (
+            None if trim_start_epoch is None
+            else _non_negative_int("trim_start_epoch", trim_start_epoch)
+        )  # fmt: skip
         self._score_mc_samples = 0
         # Training-only switch (set by fit_vae, not saved): skip non-finite batches.
         self.skip_nonfinite = False
@@ -494,6 +506,18 @@ class VAE(_Steps, keras.Model):
             self.beta_tracker,
         ]
 
+    def trim_active(self, kl_weight: Any) -> Any:
+        """Whether the trim applies at this KL weight (a boolean, a tensor in a step).
+
+        The KL weight is the step's clock: `KLWarmup` sets it to ``(e+1)/N`` at epoch ``e``
+        of an ``N``-epoch warm-up, so epoch ``trim_start_epoch`` is the weight's value then
+        (no extra state, so bundles saved before the option load unchanged).
+        """
+        n, start = self.kl_warmup_epochs, self.trim_start_epoch
+        at = 1.0 if start is None or n == 0 else min(1.0, (start + 1) / n)
+        # Half a warm-up step of slack: (e+1)/N is inexact in float32.
+        return kl_weight >= at - (0.5 / n if n else 0.0)
+
     def effective_beta(self, kl_weight: Any) -> Any:
         """The KL weight actually applied: ``beta * kl_weight``."""
         return ops.cast(self.beta, "float32") * ops.convert_to_tensor(kl_weight, "float32")
@@ -535,6 +559,7 @@ class VAE(_Steps, keras.Model):
                 "numeric_variance": self.numeric_variance,
                 "score_tolerance": self.score_tolerance,
                 "trim_fraction": self.trim_fraction,
+                "trim_start_epoch": self.trim_start_epoch,
             }
         )
         return config

@@ -41,7 +41,8 @@ class TensorFlowSteps:
         beta = self.effective_beta(self.kl_weight)
         with tf.GradientTape() as tape:
             terms = self(x, training=True)
-            loss = losses.training_loss(terms, beta, self.trim_fraction, self.kl_weight >= 1.0)
+            active = self.trim_active(self.kl_weight)
+            loss = losses.training_loss(terms, beta, self.trim_fraction, active)
             # No-op for plain optimizers; required for LossScaleOptimizer (mixed
             # precision), whose apply() unscales the gradients again.
             scaled_loss = self.optimizer.scale_loss(loss)
@@ -84,7 +85,8 @@ class JaxSteps:
 
         def loss_fn(trainable, non_trainable):
             terms, non_trainable = self.stateless_call(trainable, non_trainable, x, training=True)
-            loss = losses.training_loss(terms, beta, self.trim_fraction, kl_weight >= 1.0)
+            active = self.trim_active(kl_weight)
+            loss = losses.training_loss(terms, beta, self.trim_fraction, active)
             return _stateless_scale_loss(self, loss, optimizer_vars), (terms, non_trainable)
 
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)

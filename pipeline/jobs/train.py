@@ -350,6 +350,7 @@ def new_model(encoding: Encoding, config: VaepipeConfig):
         numeric_variance=m.numeric_variance,
         score_tolerance=m.score_tolerance,
         trim_fraction=m.trim_fraction,
+        trim_start_epoch=m.trim_start_epoch,
     )
 
 

@@ -294,6 +294,35 @@ def test_trim_fraction_is_saved_off_for_old_configs_and_checked(layout, small_mo
         VAE(layout.to_config(), trim_fraction=0.5)
 
 
+@pytest.mark.parametrize("start", [None, 0, 1, 4, 9])
+def test_the_trim_starts_at_its_epoch_of_the_kl_warm_up(layout, start):
+    from vae_model.training import KLWarmup
+
+    model = VAE(layout.to_config(), latent_dim=2, hidden_units=(8,), kl_warmup_epochs=5,
+                trim_fraction=0.05, trim_start_epoch=start)  # fmt: skip
+    warmup = KLWarmup(5)
+    first = 4 if start is None else min(start, 4)  # weight 1 from epoch 4 of 5 on
+    for epoch in range(8):
+        weight = np.float32(warmup.kl_weight_for_epoch(epoch))
+        assert bool(model.trim_active(weight)) == (epoch >= first), epoch
+
+
+def test_without_a_warm_up_the_trim_applies_from_the_first_epoch(layout):
+    model = VAE(layout.to_config(), latent_dim=2, hidden_units=(8,), kl_warmup_epochs=0,
+                trim_fraction=0.05, trim_start_epoch=3)  # fmt: skip
+    assert bool(model.trim_active(np.float32(1.0)))
+
+
+def test_trim_start_epoch_is_saved_absent_in_old_configs_and_checked(layout, small_model):
+    early = VAE(layout.to_config(), latent_dim=3, hidden_units=(8,), trim_start_epoch=1)
+    assert VAE.from_config(early.get_config()).trim_start_epoch == 1
+    config = small_model.get_config()
+    config.pop("trim_start_epoch")
+    assert VAE.from_config(config).trim_start_epoch is None
+    with pytest.raises(ValueError, match="trim_start_epoch"):
+        VAE(layout.to_config(), trim_start_epoch=-1)
+
+
 def test_a_trimmed_fit_learns_less_of_the_outliers_in_its_training_rows(layout, records, tmp_path):
     """Training rows with 5% outliers: leaving the worst-explained 10% of each batch out of
     the loss keeps the model from explaining them, so they score higher than with the plain
