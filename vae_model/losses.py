@@ -34,6 +34,12 @@ DEFAULT_MIN_LOG_VAR = -6.0
 DEFAULT_MAX_LOG_VAR = 6.0
 
 
+def warmup_kl_weight(epoch: int, warmup_epochs: int) -> float:
+    """The KL weight of 0-based ``epoch`` in a linear ``warmup_epochs`` warm-up:
+    ``min(1, (epoch + 1) / N)``, and 1 throughout when ``N == 0``."""
+    return 1.0 if warmup_epochs == 0 else min(1.0, (epoch + 1) / warmup_epochs)
+
+
 def clamp_log_var(
     log_var: Any,
     min_log_var: float = DEFAULT_MIN_LOG_VAR,

@@ -514,7 +514,7 @@ class VAE(_Steps, keras.Model):
         (no extra state, so bundles saved before the option load unchanged).
         """
         n, start = self.kl_warmup_epochs, self.trim_start_epoch
-        at = 1.0 if start is None or n == 0 else min(1.0, (start + 1) / n)
+        at = 1.0 if start is None else losses.warmup_kl_weight(start, n)
         # Half a warm-up step of slack: (e+1)/N is inexact in float32.
         return kl_weight >= at - (0.5 / n if n else 0.0)
 

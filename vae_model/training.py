@@ -11,6 +11,7 @@ from typing import Any
 
 import keras
 
+from vae_model import losses
 from vae_model.resident import fit_resident
 from vae_model.resume import ResumeTraining
 
@@ -45,7 +46,7 @@ class KLWarmup(keras.callbacks.Callback):
         n = self.kl_warmup_epochs
         if n is None:
             n = self.model.kl_warmup_epochs
-        return 1.0 if n == 0 else min(1.0, (epoch + 1) / n)
+        return losses.warmup_kl_weight(epoch, n)
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         self.model.kl_weight.assign(self.kl_weight_for_epoch(epoch))
