@@ -17,23 +17,22 @@ The symbols of a block, in the order both sides code them:
    almost nothing) or a `context` mixture over it (contexts: its argmax, earlier
    categories); a value outside the vocabulary is the OOV class, then its index in the
    block's list of unseen values (kept as text in the header).
-4. Numbers, column by column. A value's bin index k on the column's tolerance grid
-   (`quantize.Grid`, or `quantize.UnitGrid` for integers and short decimals, in units of their
-   last digit) is coded either under a `context` mixture (base measure: the decoder's Gaussian
-   over the block's range of indices; contexts: the decoder's bin, earlier categories and
-   numbers) or as the residual d = k - round(m) under the decoder's Gaussian itself,
-   whichever the encoder finds cheaper (a header flag: the mixture's code length estimated,
-   `context.estimate`, the Gaussian's measured on a scratch coder). m is the decoder's
-   mean mapped onto the grid's continuous index (original units: center + scale * sinh(u),
-   then `Grid.coordinate`), its width the secant of the +-1 sigma points mapped the same way:
-   the decoder's Gaussian pushed forward through the inverse asinh and the grid, linearised
-   per record. The linearisation only costs bits, never correctness: any distribution the
-   decoder can rebuild is a valid code. The Gaussian path has two corrections fitted per
-   column and block: spikes (the block's most frequent exact values, coded first as "which
-   spike, or none", adaptively) and a widening (the power of 2 by which the decoder's spreads
-   are scaled). A wide Gaussian is split: the residual's high part under the Gaussian, its
-   low `b` bits uniform. Escapes: a residual beyond 32 standard deviations (FAR: its sign and
-   bit length, then its bits) and a value the grid cannot hit within its bound (RAW: the 64
+4. Numbers, column by column. A value's bin index k on the column's tolerance grid (`quantize.Grid`,
+   or `quantize.UnitGrid` for integers and short decimals, in units of their last digit) is coded
+   either under a `context` mixture (base measure: the decoder's Gaussian over the block's range of
+   indices; contexts: the decoder's bin, earlier categories and numbers) or as the residual d = k -
+   round(m) under the decoder's Gaussian itself, whichever the encoder finds cheaper (a header flag:
+   the mixture's code length estimated, `context.estimate`, the Gaussian's measured on a scratch
+   coder). m is the decoder's mean mapped onto the grid's continuous index (original units:
+   `NumericSpec.inverse`, the inverse asinh or rank-Gaussian map, then `Grid.coordinate`), its width
+   the secant of the +-1 sigma points mapped the same way: the decoder's Gaussian pushed forward
+   through the inverse map and the grid, linearised per record. The linearisation only costs bits,
+   never correctness: any distribution the decoder can rebuild is a valid code. The Gaussian path
+   has two corrections fitted per column and block: spikes (the block's most frequent exact values,
+   coded first as "which spike, or none", adaptively) and a widening (the power of 2 by which the
+   decoder's spreads are scaled). A wide Gaussian is split: the residual's high part under the
+   Gaussian, its low `b` bits uniform. Escapes: a residual beyond 32 standard deviations (FAR: its
+   sign and bit length, then its bits) and a value the grid cannot hit within its bound (RAW: the 64
    bits of the float64); a column with such a value is never coded by the mixture.
 
 With `compress.dictionary`, both sides count the dictionary's records into every context
@@ -489,7 +488,7 @@ def _numeric_model(outputs: DecoderOutputs, j: int, present: np.ndarray, spec, g
 
     def on_grid(u: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore", invalid="ignore"):
-            x = spec.center + spec.scale * np.sinh(np.clip(u, -700.0, 700.0))
+            x = spec.inverse(u)
             return np.nan_to_num(grid.coordinate(x), nan=0.0, posinf=MAX_INDEX, neginf=-MAX_INDEX)
 
     m = np.clip(on_grid(mu), -MAX_INDEX, MAX_INDEX)

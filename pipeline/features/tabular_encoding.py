@@ -8,6 +8,11 @@ a Gaussian can model, and it is exactly invertible. The IQR is tiny on zero-infl
 discrete columns (most values equal), which pushes almost every other value into asinh's
 logarithmic range and flattens the differences the model should see; the standard deviation
 does not have that failure (docs/BENCHMARKS.md measures both).
+`quantile` (rank-Gaussian, a Gaussian copula's marginals): z = Phi^-1(F(x)), F the training
+CDF read off TFDV's quantile histogram (linear between its boundaries, ties at their mid rank,
+clipped to [1/2, n - 1/2] / n), and asinh((x - end) / std) beyond the training range. Every
+column is then standard normal on the training rows, as the decoder's Gaussian assumes, and a
+column's NLL grows with its tail probability, the evidence ECOD and COPOD score.
 Categories: a vocabulary of the most frequent training values, plus one out-of-vocabulary (OOV)
 bucket for everything else. Booleans: a category whose vocabulary is always ("false", "true"),
 read from any common spelling. Missing values are masked, never imputed as if observed.
@@ -22,6 +27,7 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtr, ndtri
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from configs.schema import NUMERIC_SCALINGS
@@ -35,9 +41,37 @@ IQR_TO_STD = 1.349
 
 @dataclass(frozen=True)
 class NumericSpec:
+    """One number's map to the model's axis: asinh((x - center) / scale), or, with `knots`, the
+    rank-Gaussian map through the training CDF (`levels` at the increasing `knots`)."""
+
     name: str
     center: float
     scale: float
+    knots: tuple[float, ...] = ()
+    levels: tuple[float, ...] = ()
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Model-axis values (float64) of original values `x` (NaN stays NaN)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            if not self.knots:
+                return np.arcsinh((x - self.center) / self.scale)
+            low, high = self.knots[0], self.knots[-1]
+            z_low, z_high = ndtri(self.levels[0]), ndtri(self.levels[-1])
+            inside = ndtri(np.interp(x, self.knots, self.levels))
+            z = np.where(x < low, z_low + np.arcsinh((x - low) / self.scale), inside)
+            return np.where(x > high, z_high + np.arcsinh((x - high) / self.scale), z)
+
+    def inverse(self, z: np.ndarray) -> np.ndarray:
+        """Original values of model-axis values `z` (the exact inverse of `forward`)."""
+        z = np.clip(np.asarray(z, dtype=np.float64), -700.0, 700.0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            if not self.knots:
+                return self.center + self.scale * np.sinh(z)
+            low, high = self.knots[0], self.knots[-1]
+            z_low, z_high = ndtri(self.levels[0]), ndtri(self.levels[-1])
+            x = np.interp(ndtr(z), self.levels, self.knots)
+            x = np.where(z < z_low, low + self.scale * np.sinh(z - z_low), x)
+            return np.where(z > z_high, high + self.scale * np.sinh(z - z_high), x)
 
 
 @dataclass(frozen=True)
@@ -92,9 +126,7 @@ class TabularEncoding:
             # per column (the encoding is on every scored record's path).
             x = frame[[s.name for s in self.numeric]].to_numpy(dtype=np.float64)
             seen = ~np.isnan(x)
-            centers, scales = self._scaling
-            with np.errstate(over="ignore", invalid="ignore"):
-                z = np.arcsinh((x - centers) / scales)
+            z = self._forward(x)
             # Values near the float64 limit overflow the division: clamp to asinh's range
             # over finite doubles (about 710.5) so they score as the extreme values they are.
             z = np.nan_to_num(z, nan=0.0, posinf=710.0, neginf=-710.0)
@@ -111,11 +143,21 @@ class TabularEncoding:
             mask[:, j] = seen
         return np.concatenate([values, mask], axis=1)
 
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        """The numeric block `x` on the model's axis: asinh columns at once, then the rest."""
+        centers, scales, ranked = self._scaling
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = np.arcsinh((x - centers) / scales)
+        for j in ranked:
+            z[:, j] = self.numeric[j].forward(x[:, j])
+        return z
+
     @cached_property
-    def _scaling(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every numeric column's center and scale, in column order."""
+    def _scaling(self) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """Every numeric column's center and scale, and which columns are rank-Gaussian."""
         centers = np.array([s.center for s in self.numeric], dtype=np.float64)
-        return centers, np.array([s.scale for s in self.numeric], dtype=np.float64)
+        scales = np.array([s.scale for s in self.numeric], dtype=np.float64)
+        return centers, scales, [j for j, s in enumerate(self.numeric) if s.knots]
 
     @cached_property
     def _vocabularies(self) -> tuple[pd.Index, ...]:
@@ -129,8 +171,7 @@ class TabularEncoding:
         """
         out: dict[str, object] = {}
         for j, spec in enumerate(self.numeric):
-            z = np.clip(values[:, j].astype(np.float64), -700.0, 700.0)
-            out[spec.name] = spec.center + spec.scale * np.sinh(z)
+            out[spec.name] = spec.inverse(values[:, j])
         offset = len(self.numeric)
         for j, spec in enumerate(self.categorical, start=offset):
             index = np.clip(np.rint(values[:, j]).astype(int), 0, spec.oov_index)
@@ -146,6 +187,9 @@ class TabularEncoding:
 
     def to_json(self) -> str:
         data = asdict(self)
+        for spec in data["numeric"]:  # asinh specs keep the older bundles' form
+            if not spec["knots"]:
+                del spec["knots"], spec["levels"]
         for spec in data["categorical"]:  # non-boolean specs keep the older bundles' form
             if not spec["boolean"]:
                 del spec["boolean"]
@@ -155,7 +199,7 @@ class TabularEncoding:
     def from_json(cls, text: str) -> TabularEncoding:
         data = json.loads(text)
         return cls(
-            numeric=tuple(NumericSpec(**s) for s in data["numeric"]),
+            numeric=tuple(_numeric_from_json(s) for s in data["numeric"]),
             categorical=tuple(
                 CategoricalSpec(
                     s["name"], tuple(s["vocabulary"]), s["integer"], s.get("boolean", False)
@@ -163,6 +207,11 @@ class TabularEncoding:
                 for s in data["categorical"]
             ),
         )
+
+
+def _numeric_from_json(data: dict) -> NumericSpec:
+    knots, levels = tuple(data.pop("knots", ())), tuple(data.pop("levels", ()))
+    return NumericSpec(**data, knots=knots, levels=levels)
 
 
 def _typed(value: str, integer: bool) -> object:
@@ -177,7 +226,7 @@ def encoding_from_statistics(
 ) -> TabularEncoding:
     """Derive the encoding from training statistics (TFDV) and the column kinds.
 
-    `numeric_scaling` is `iqr` or `std` (see the module docstring).
+    `numeric_scaling` is `std`, `iqr` or `quantile` (see the module docstring).
     """
     if numeric_scaling not in NUMERIC_SCALINGS:
         raise ValueError(
@@ -211,7 +260,33 @@ def _numeric_spec(name: str, feature, scaling: str) -> NumericSpec:
         scale = num.std_dev
     if not scale > 1e-12:
         scale = 1.0  # a constant column: any change from the constant is what stands out
+    if scaling == "quantile":
+        knots, levels = _rank_knots(num)
+        return NumericSpec(name, float(center), float(scale), knots, levels)
     return NumericSpec(name, float(center), float(scale))
+
+
+def _rank_knots(num) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The training CDF at the quantile histogram's distinct boundaries.
+
+    A value repeated over several boundaries (a point mass: zeros, discrete levels) takes its mid
+    rank, so equal values map to one z. Levels use the plotting position (n F + 1/2) / (n + 1):
+    the extremes of n rows sit near +-Phi^-1(1 - 1/(2n)), not at infinity.
+    """
+    hist = next(
+        (h for h in num.histograms if h.type == statistics_pb2.Histogram.QUANTILES and h.buckets),
+        None,
+    )
+    if hist is None:
+        return (), ()
+    bounds = [hist.buckets[0].low_value] + [b.high_value for b in hist.buckets]
+    bounds = np.maximum.accumulate(np.asarray(bounds, dtype=np.float64))
+    ranks = np.linspace(0.0, 1.0, len(bounds))
+    knots, first = np.unique(bounds, return_index=True)
+    last = np.append(first[1:], len(bounds)) - 1
+    n = max(float(num.common_stats.num_non_missing), 1.0)
+    levels = ((ranks[first] + ranks[last]) / 2 * n + 0.5) / (n + 1)
+    return tuple(float(k) for k in knots), tuple(float(p) for p in levels)
 
 
 def _vocabulary(feature, max_vocabulary: int) -> tuple[str, ...]:

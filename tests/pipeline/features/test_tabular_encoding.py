@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import norm
+from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from pipeline.core.records import CATEGORICAL, INT_CATEGORICAL, NUMERIC
 from pipeline.features.statistics import feature_stats
@@ -195,6 +197,69 @@ def test_encoding_from_statistics_with_std_scaling(stats_run):
     assert (specs["k"].center, specs["k"].scale) == (pytest.approx(5.0), 1.0)
     with pytest.raises(ValueError, match="Received: 'mad'"):
         encoding_from_statistics(stats_run.with_int_schema, stats_run.kinds, 10, "mad")
+
+
+# ---------------------------------------------------------- rank-Gaussian (quantile) scaling
+
+
+def test_quantile_scaling_makes_the_training_column_standard_normal(stats_run):
+    encoding = encoding_from_statistics(stats_run.with_int_schema, stats_run.kinds, 10, "quantile")
+    x = encoding.encode(stats_run.frame)
+    j = encoding.columns.index("x")
+    z = x[x[:, len(encoding.columns) + j] == 1, j]
+    # x is uniform on [0, 10]: Phi^-1 of its CDF is N(0, 1), up to the 5% buckets' sketch.
+    assert np.mean(z) == pytest.approx(0.0, abs=0.03)
+    assert np.std(z) == pytest.approx(1.0, abs=0.05)
+    for q in (0.05, 0.25, 0.5, 0.75, 0.95):
+        assert np.quantile(z, q) == pytest.approx(norm.ppf(q), abs=0.05)
+    order = np.argsort(stats_run.frame["x"].to_numpy()[x[:, len(encoding.columns) + j] == 1])
+    assert (np.diff(z[order]) >= 0).all()  # the map keeps the order of the values
+
+
+def test_quantile_scaling_round_trips_inside_and_beyond_the_training_range(stats_run):
+    encoding = encoding_from_statistics(stats_run.with_int_schema, stats_run.kinds, 10, "quantile")
+    spec = {s.name: s for s in encoding.numeric}["x"]
+    values = np.array([0.0, 0.01, 2.5, 5.0, 9.99, 10.0, 10.5, -3.0, 1e6, -1e6])
+    z = spec.forward(values)
+    assert np.isfinite(z).all() and (np.diff(z[:7]) > 0).all()
+    np.testing.assert_allclose(spec.inverse(z), values, rtol=1e-9, atol=1e-9)
+    # Beyond the training range the tail grows as asinh in units of the std, from the end's z.
+    high = spec.knots[-1]
+    z_high = spec.forward(np.array([high]))[0]
+    assert z[8] == pytest.approx(z_high + np.arcsinh((1e6 - high) / spec.scale))
+    packed = encoding.encode(stats_run.frame.head(len(values)).assign(x=values))
+    decoded = encoding.decode(packed[:, : len(encoding.columns)])
+    np.testing.assert_allclose(decoded["x"], values, rtol=1e-5, atol=1e-5)  # float32 z
+
+
+def test_quantile_scaling_gives_ties_their_mid_rank():
+    """A point mass over several boundaries maps to one level: the mean of their ranks."""
+    bounds = [0.0, 0.0, 0.0, 0.0, 1.0, 2.0]  # 5 buckets: 60% of the rows are 0
+    hist = statistics_pb2.Histogram(type=statistics_pb2.Histogram.QUANTILES)
+    for low, high in zip(bounds[:-1], bounds[1:], strict=True):
+        hist.buckets.add(low_value=low, high_value=high, sample_count=20.0)
+    num = statistics_pb2.NumericStatistics(std_dev=0.8, median=0.0)
+    num.common_stats.num_non_missing = 99
+    num.histograms.append(hist)
+    feature = statistics_pb2.FeatureNameStatistics(num_stats=num)
+    feature.path.step.append("n")
+    stats = statistics_pb2.DatasetFeatureStatisticsList()
+    stats.datasets.add().features.append(feature)
+    spec = encoding_from_statistics(stats, {"n": NUMERIC}, 10, "quantile").numeric[0]
+    assert spec.knots == (0.0, 1.0, 2.0)
+    # Ranks 0, .2, .4, .6 average to .3; the plotting position (100 F + .5) / 100 keeps 2.0 finite.
+    np.testing.assert_allclose(spec.levels, [(99 * p + 0.5) / 100 for p in (0.3, 0.8, 1.0)])
+    assert spec.forward(np.array([0.0]))[0] == pytest.approx(norm.ppf((99 * 0.3 + 0.5) / 100))
+
+
+def test_quantile_scaling_of_a_constant_column_and_json(stats_run):
+    encoding = encoding_from_statistics(stats_run.with_int_schema, stats_run.kinds, 10, "quantile")
+    x = encoding.encode(stats_run.frame.head(2).assign(k=[5.0, 7.0]))
+    k = encoding.columns.index("k")
+    np.testing.assert_allclose(x[:, k], [0.0, np.arcsinh(2.0)], rtol=1e-6, atol=1e-6)
+    again = TabularEncoding.from_json(encoding.to_json())
+    assert again == encoding and {s.name: s for s in again.numeric}["x"].knots
+    assert "knots" not in ENCODING.to_json()  # asinh specs keep the older bundles' form
 
 
 def test_boolean_columns_encode_false_true_and_old_json_still_loads():
