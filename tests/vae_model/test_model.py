@@ -341,3 +341,41 @@ def test_a_trimmed_fit_learns_less_of_the_outliers_in_its_training_rows(layout, 
         score = to_numpy(model(x, training=False))["score"]
         gaps[trim] = score[outlier].mean() - score[~outlier].mean()
     assert gaps[0.1] > gaps[0.0] > 0
+
+
+def test_input_dropout_hides_mask_bits_at_its_rate_and_nothing_else(layout, records):
+    model = VAE(layout.to_config(), latent_dim=2, hidden_units=(8,), input_dropout=0.3, seed=4)
+    x = records(4000, seed=5, missing_rate=0.0)
+    hidden = keras.ops.convert_to_numpy(model._hide_features(keras.ops.convert_to_tensor(x)))
+    width = layout.width
+    np.testing.assert_array_equal(hidden[:, :width], x[:, :width])  # values untouched
+    share = 1.0 - hidden[:, width:].mean()
+    # 12,000 Bernoulli(0.3) draws: the share is within 4 standard errors (0.017) of 0.3.
+    assert abs(share - 0.3) < 4 * np.sqrt(0.3 * 0.7 / x[:, width:].size)
+    assert set(np.unique(hidden[:, width:])) <= {0.0, 1.0}
+
+
+def test_input_dropout_applies_to_training_steps_only(layout, records):
+    x = records(64, seed=6, missing_rate=0.0)
+    plain = VAE(layout.to_config(), latent_dim=2, hidden_units=(8,), seed=2)
+    hiding = VAE.from_config({**plain.get_config(), "input_dropout": 0.5})
+    hiding.set_weights(plain.get_weights())
+    for kwargs in ({"training": False}, {"training": False, "stochastic": True}):
+        np.testing.assert_allclose(
+            to_numpy(hiding(x, **kwargs))["z_mean"], to_numpy(plain(x, **kwargs))["z_mean"]
+        )
+    # In a training step the encoder sees fewer features, so its posterior means move, while
+    # the loss still scores every observed feature (no feature's NLL is zeroed).
+    trained_terms = to_numpy(hiding(x, training=True))
+    assert not np.allclose(trained_terms["z_mean"], to_numpy(plain(x, training=False))["z_mean"])
+    assert (trained_terms["feature_nll"] != 0).all()
+
+
+def test_input_dropout_is_saved_absent_in_old_configs_and_checked(layout, small_model):
+    hiding = VAE(layout.to_config(), latent_dim=3, hidden_units=(8,), input_dropout=0.2)
+    assert VAE.from_config(hiding.get_config()).input_dropout == 0.2
+    config = small_model.get_config()
+    config.pop("input_dropout")
+    assert VAE.from_config(config).input_dropout == 0.0
+    with pytest.raises(ValueError, match="input_dropout must be below 1. Received: 1.0"):
+        VAE(layout.to_config(), input_dropout=1.0)
