@@ -162,7 +162,6 @@ class ModelConfig:
     ensemble_size: int = 1
     trim_fraction: float = 0.0
     trim_start_epoch: int | None = None
-    input_dropout: float = 0.0
 
     def latent_size(self, n_features: int) -> int:
         """The code's size for `n_features` feature columns: `latent_dim`, or `auto`'s."""
@@ -211,10 +210,6 @@ class ModelConfig:
         if self.trim_start_epoch is not None and self.trim_start_epoch < 0:
             raise ConfigError(
                 f"model.trim_start_epoch must be >= 0 or null. Received: {self.trim_start_epoch}"
-            )
-        if not 0 <= self.input_dropout < 1:
-            raise ConfigError(
-                f"model.input_dropout must be in [0, 1). Received: {self.input_dropout}"
             )
 
 

@@ -68,13 +68,6 @@ class VAE(_Steps, keras.Model):
             over. An epoch inside the warm-up starts it sooner: a training row's loss after
             the first epoch separates the anomalies hidden in the training rows better than
             after the warm-up, by which time the decoder has learned to rebuild them.
-        input_dropout: Share of each training record's observed numeric and categorical
-            features hidden from the encoder (as if missing) at each training step; the loss
-            still scores every observed feature. The decoder must then predict a hidden
-            feature from the others, so a record whose features disagree with each other is
-            poorly explained, and the encoder learns the masks that missing values make at
-            scoring time. Scoring and validation see every feature. ``0`` (the default,
-            what models saved before this option used) hides nothing.
         **kwargs: Standard ``keras.Model`` arguments (``name``, ``dtype``, ...).
     """
 
@@ -93,7 +86,6 @@ class VAE(_Steps, keras.Model):
         score_tolerance: float = 0.0,
         trim_fraction: float = 0.0,
         trim_start_epoch: int | None = None,
-        input_dropout: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -122,9 +114,6 @@ class VAE(_Steps, keras.Model):
             None if trim_start_epoch is None
             else _non_negative_int("trim_start_epoch", trim_start_epoch)
         )  # fmt: skip
-        self.input_dropout = _non_negative_float("input_dropout", input_dropout)
-        if self.input_dropout >= 1:
-            raise ValueError(f"input_dropout must be below 1. Received: {input_dropout}")
         self._score_mc_samples = 0
         # Training-only switch (set by fit_vae, not saved): skip non-finite batches.
         self.skip_nonfinite = False
@@ -328,7 +317,7 @@ class VAE(_Steps, keras.Model):
         if stochastic is None:
             stochastic = bool(training)
         if stochastic:
-            return self._sampled_terms(x, hide=bool(training))
+            return self._sampled_terms(x)
         return self._deterministic_terms(x, self.score_mc_samples)
 
     def score_terms(self, x: Any, mc_samples: int = 0) -> dict[str, Any]:
@@ -377,25 +366,14 @@ class VAE(_Steps, keras.Model):
             cache[key] = _compiled_scoring(self, self.score_mc_samples, bool(jit_compile))
         return cache[key]
 
-    def _sampled_terms(self, x: Any, hide: bool = False) -> dict[str, Any]:
-        seen_by_encoder = self._hide_features(x) if hide and self.input_dropout > 0 else x
-        z_mean, z_log_var = self.encode(seen_by_encoder)
+    def _sampled_terms(self, x: Any) -> dict[str, Any]:
+        z_mean, z_log_var = self.encode(x)
         noise = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
         z = z_mean + ops.exp(0.5 * z_log_var) * noise
         terms = losses.elbo_terms(
             x, self.decode(z), z_mean, z_log_var, self.layout, self.min_log_var, self.max_log_var
         )
         return _outputs(terms, z_mean)
-
-    def _hide_features(self, x: Any) -> Any:
-        """``x`` with each numeric and categorical feature's mask bit cleared with probability
-        `input_dropout` (Bernoulli features, which have no mask input, are left as they are)."""
-        width, stop = self.layout.width, self.layout.bernoulli_start
-        values, mask = x[:, :width], x[:, width:]
-        draw = keras.random.uniform(ops.shape(mask[:, :stop]), seed=self.seed_generator)
-        kept = ops.cast(draw >= self.input_dropout, mask.dtype)
-        mask = ops.concatenate([mask[:, :stop] * kept, mask[:, stop:]], axis=-1)
-        return ops.concatenate([values, mask], axis=-1)
 
     def _deterministic_terms(self, x: Any, mc_samples: int) -> dict[str, Any]:
         with exact_float32_matmuls():
@@ -582,7 +560,6 @@ class VAE(_Steps, keras.Model):
                 "score_tolerance": self.score_tolerance,
                 "trim_fraction": self.trim_fraction,
                 "trim_start_epoch": self.trim_start_epoch,
-                "input_dropout": self.input_dropout,
             }
         )
         return config

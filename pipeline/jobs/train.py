@@ -351,7 +351,6 @@ def new_model(encoding: Encoding, config: VaepipeConfig):
         score_tolerance=m.score_tolerance,
         trim_fraction=m.trim_fraction,
         trim_start_epoch=m.trim_start_epoch,
-        input_dropout=m.input_dropout,
     )
 
 
