@@ -64,10 +64,11 @@ class NumericSpec:
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
         """Original values of model-axis values `z` (the exact inverse of `forward`)."""
-        z = np.clip(np.asarray(z, dtype=np.float64), -700.0, 700.0)
+        z = np.asarray(z, dtype=np.float64)
         with np.errstate(over="ignore", invalid="ignore"):
             if not self.knots:
                 return self.center + self.scale * np.sinh(np.clip(z / self.gain, -700.0, 700.0))
+            z = np.clip(z, -700.0, 700.0)
             low, high = self.knots[0], self.knots[-1]
             z_low, z_high = ndtri(self.levels[0]), ndtri(self.levels[-1])
             x = np.interp(ndtr(z), self.levels, self.knots)

@@ -277,3 +277,60 @@ def test_boolean_columns_encode_false_true_and_old_json_still_loads():
     plain = TabularEncoding((), (CategoricalSpec("c", ("a",), integer=False),))
     assert '"boolean"' not in plain.to_json()
     assert TabularEncoding.from_json(plain.to_json()) == plain
+
+
+# ---------------------------------------------------------- auto: the straightest asinh scale
+
+
+def _tfdv_stats(columns: dict[str, np.ndarray]):
+    import pyarrow as pa
+    from tensorflow_data_validation.statistics import stats_impl
+
+    from pipeline.features.statistics import stats_options
+
+    arrays = [
+        pa.array([[float(v)] for v in x], type=pa.list_(pa.float64())) for x in columns.values()
+    ]
+    batch = pa.RecordBatch.from_arrays(arrays, list(columns))
+    return stats_impl.generate_statistics_in_memory(batch, stats_options(10))
+
+
+def test_auto_scaling_z_scores_a_normal_column_and_logs_a_heavy_tail():
+    rng = np.random.default_rng(11)
+    columns = {"normal": rng.normal(50.0, 4.0, 5000), "bytes": np.exp(rng.normal(0.0, 2.0, 5000))}
+    encoding = encoding_from_statistics(
+        _tfdv_stats(columns), dict.fromkeys(columns, NUMERIC), 10, "auto"
+    )
+    specs = {s.name: s for s in encoding.numeric}
+    z = encoding.encode(pd.DataFrame(columns))[:, :2]
+    # A normal column: the linear end of the family, z = (x - median) / std within the range
+    # (up to the gain fitted to the sketch's quantiles, within a few per cent of 1).
+    assert specs["normal"].scale / np.std(columns["normal"]) == pytest.approx(1000.0, rel=0.01)
+    assert specs["normal"].gain / 1000.0 == pytest.approx(1.0, abs=0.06)
+    u = (columns["normal"] - np.median(columns["normal"])) / 4.0
+    np.testing.assert_allclose(z[:, 0], u * specs["normal"].gain / 1000.0, atol=0.03)
+    # A log-normal column: logarithmic from a small share of its std on, so the transform of its
+    # quantiles lies straighter against the normal's than `std`'s asinh does.
+    assert specs["bytes"].scale < np.std(columns["bytes"])
+    std_z = encoding_from_statistics(
+        _tfdv_stats(columns), dict.fromkeys(columns, NUMERIC), 10
+    ).encode(pd.DataFrame(columns))[:, 1]
+    levels = np.arange(1, 100) / 100
+    straightness = [
+        np.corrcoef(np.quantile(v, levels), norm.ppf(levels))[0, 1] for v in (z[:, 1], std_z)
+    ]
+    assert straightness[0] > straightness[1]
+    for spec in specs.values():  # exactly invertible whatever the gain
+        values = np.array([-1e6, -3.0, 0.0, 0.5, 52.0, 1e3, 1e6])
+        np.testing.assert_allclose(spec.inverse(spec.forward(values)), values, rtol=1e-9, atol=1e-9)
+
+
+def test_auto_scaling_falls_back_to_std_and_keeps_the_older_json():
+    columns = {"k": np.full(500, 3.0), "flag": np.r_[np.zeros(450), np.ones(50)]}
+    stats = _tfdv_stats(columns)
+    auto = encoding_from_statistics(stats, dict.fromkeys(columns, NUMERIC), 10, "auto")
+    plain = encoding_from_statistics(stats, dict.fromkeys(columns, NUMERIC), 10, "std")
+    assert auto.numeric[0] == plain.numeric[0]  # a constant column: (value, 1), gain 1
+    assert "gain" not in plain.to_json()
+    again = TabularEncoding.from_json(auto.to_json())
+    assert again == auto
