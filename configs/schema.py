@@ -16,7 +16,7 @@ FORMATS = ("auto", "csv", "parquet", "tfrecord")
 ON_ANOMALY = ("warn", "fail")
 CODE_DTYPES = ("int8", "float16", "float32")
 NUMERIC_VARIANCES = ("record", "feature", "fixed")  # vae_model.model.NUMERIC_VARIANCES
-NUMERIC_SCALINGS = ("iqr", "std", "quantile", "auto")  # see pipeline/features/tabular_encoding.py
+NUMERIC_SCALINGS = ("iqr", "std", "quantile")  # see pipeline/features/tabular_encoding.py
 IMAGE_MODES = ("L", "RGB")
 IMAGE_LIKELIHOODS = ("bernoulli", "gaussian")
 # Members of an ensemble (model.ensemble_size); the bundle names a part per member.

@@ -49,13 +49,12 @@ class NumericSpec:
     scale: float
     knots: tuple[float, ...] = ()
     levels: tuple[float, ...] = ()
-    gain: float = 1.0  # z = gain * asinh((x - center) / scale)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Model-axis values (float64) of original values `x` (NaN stays NaN)."""
         with np.errstate(over="ignore", invalid="ignore"):
             if not self.knots:
-                return self.gain * np.arcsinh((x - self.center) / self.scale)
+                return np.arcsinh((x - self.center) / self.scale)
             low, high = self.knots[0], self.knots[-1]
             z_low, z_high = ndtri(self.levels[0]), ndtri(self.levels[-1])
             inside = ndtri(np.interp(x, self.knots, self.levels))
@@ -64,11 +63,10 @@ class NumericSpec:
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
         """Original values of model-axis values `z` (the exact inverse of `forward`)."""
-        z = np.asarray(z, dtype=np.float64)
+        z = np.clip(np.asarray(z, dtype=np.float64), -700.0, 700.0)
         with np.errstate(over="ignore", invalid="ignore"):
             if not self.knots:
-                return self.center + self.scale * np.sinh(np.clip(z / self.gain, -700.0, 700.0))
-            z = np.clip(z, -700.0, 700.0)
+                return self.center + self.scale * np.sinh(z)
             low, high = self.knots[0], self.knots[-1]
             z_low, z_high = ndtri(self.levels[0]), ndtri(self.levels[-1])
             x = np.interp(ndtr(z), self.levels, self.knots)
@@ -147,20 +145,19 @@ class TabularEncoding:
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         """The numeric block `x` on the model's axis: asinh columns at once, then the rest."""
-        centers, scales, gains, ranked = self._scaling
+        centers, scales, ranked = self._scaling
         with np.errstate(over="ignore", invalid="ignore"):
-            z = gains * np.arcsinh((x - centers) / scales)
+            z = np.arcsinh((x - centers) / scales)
         for j in ranked:
             z[:, j] = self.numeric[j].forward(x[:, j])
         return z
 
     @cached_property
-    def _scaling(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
-        """Every numeric column's center, scale and gain, and which columns are rank-Gaussian."""
+    def _scaling(self) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """Every numeric column's center and scale, and which columns are rank-Gaussian."""
         centers = np.array([s.center for s in self.numeric], dtype=np.float64)
         scales = np.array([s.scale for s in self.numeric], dtype=np.float64)
-        gains = np.array([s.gain for s in self.numeric], dtype=np.float64)
-        return centers, scales, gains, [j for j, s in enumerate(self.numeric) if s.knots]
+        return centers, scales, [j for j, s in enumerate(self.numeric) if s.knots]
 
     @cached_property
     def _vocabularies(self) -> tuple[pd.Index, ...]:
@@ -193,8 +190,6 @@ class TabularEncoding:
         for spec in data["numeric"]:  # asinh specs keep the older bundles' form
             if not spec["knots"]:
                 del spec["knots"], spec["levels"]
-            if spec["gain"] == 1.0:
-                del spec["gain"]
         for spec in data["categorical"]:  # non-boolean specs keep the older bundles' form
             if not spec["boolean"]:
                 del spec["boolean"]
@@ -268,47 +263,7 @@ def _numeric_spec(name: str, feature, scaling: str) -> NumericSpec:
     if scaling == "quantile":
         knots, levels = _rank_knots(num)
         return NumericSpec(name, float(center), float(scale), knots, levels)
-    if scaling == "auto" and scale == num.std_dev:
-        ratio, gain = _straightest_asinh(num, center, scale)
-        return NumericSpec(name, float(center), float(ratio * scale), gain=float(gain))
     return NumericSpec(name, float(center), float(scale))
-
-
-# asinh scales tried, in standard deviations: 0.1 is logarithmic from a tenth of a std on
-# (byte counts), 1000 is linear over any training range (a z-score).
-ASINH_RATIOS = (0.1, 0.3, 1.0, 3.0, 10.0, 1000.0)
-GAIN_RANGE = (0.5, 2.0)
-
-
-def _straightest_asinh(num, center: float, std: float) -> tuple[float, float]:
-    """The asinh scale (a multiple r of the std) whose transform of the training quantiles
-    lies straightest against the normal's (the probability-plot correlation), and the gain
-    that gives the transform the normal's spread there: z = gain * asinh((x - c) / (r std)).
-
-    Falls back to (1, 1), the `std` map, when the quantiles cannot tell (ties, no histogram).
-    """
-    hist = next(
-        (h for h in num.histograms if h.type == statistics_pb2.Histogram.QUANTILES and h.buckets),
-        None,
-    )
-    if hist is None or len(hist.buckets) < 4:
-        return 1.0, 1.0
-    # All boundaries, the min and max too: a transform must not blow up the training extremes.
-    bounds = [hist.buckets[0].low_value] + [b.high_value for b in hist.buckets]
-    n = max(float(num.common_stats.num_non_missing), 1.0)
-    ranks = np.linspace(0.0, 1.0, len(bounds))
-    normal = ndtri((ranks * n + 0.5) / (n + 1))
-    u = (np.asarray(bounds, dtype=np.float64) - center) / std
-    best, best_fit = (1.0, 1.0), -np.inf
-    for ratio in ASINH_RATIOS:
-        t = ratio * np.arcsinh(u / ratio)
-        if np.ptp(t) <= 1e-12:
-            return 1.0, 1.0
-        fit = np.corrcoef(t, normal)[0, 1]
-        slope = np.polyfit(t, normal, 1)[0]
-        if np.isfinite(fit) and slope > 0 and fit > best_fit + 1e-9:
-            best, best_fit = (ratio, ratio * float(np.clip(slope, *GAIN_RANGE))), fit
-    return best
 
 
 def _rank_knots(num) -> tuple[tuple[float, ...], tuple[float, ...]]:
