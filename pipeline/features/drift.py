@@ -29,6 +29,7 @@ from scipy.stats import chi2_contingency
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from pipeline.core.records import RecordChunk
+from pipeline.features.statistics import quantile_histogram
 
 # The custom statistic holding a numeric feature's training counts in its drift bins.
 REFERENCE_STAT = "vaepipe_drift_reference"
@@ -57,10 +58,10 @@ def references(stats: statistics_pb2.DatasetFeatureStatisticsList) -> dict[str, 
 
 
 def _quantile_edges(num: statistics_pb2.NumericStatistics) -> np.ndarray | None:
-    for hist in num.histograms:
-        if hist.type == statistics_pb2.Histogram.QUANTILES and hist.buckets:
-            return np.unique([b.low_value for b in hist.buckets[1:]]).astype(np.float64)
-    return None
+    hist = quantile_histogram(num)
+    if hist is None:
+        return None
+    return np.unique([b.low_value for b in hist.buckets[1:]]).astype(np.float64)
 
 
 def count_chunk(chunk: RecordChunk, refs: Mapping[str, tuple]) -> dict[str, np.ndarray]:

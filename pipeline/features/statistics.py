@@ -293,13 +293,22 @@ def feature_stats(
     return {f.path.step[0]: f for f in stats.datasets[0].features}
 
 
-def quantile(num_stats: statistics_pb2.NumericStatistics, q: float) -> float | None:
-    """Quantile `q` read off TFDV's equal-count histogram (None if TFDV computed none)."""
+def quantile_histogram(
+    num_stats: statistics_pb2.NumericStatistics,
+) -> statistics_pb2.Histogram | None:
+    """TFDV's equal-count (quantiles) histogram of a numeric feature, if it has buckets."""
     for hist in num_stats.histograms:
         if hist.type == statistics_pb2.Histogram.QUANTILES and hist.buckets:
-            position = q * len(hist.buckets)
-            index = min(int(round(position)), len(hist.buckets))
-            if index == len(hist.buckets):
-                return hist.buckets[-1].high_value
-            return hist.buckets[index].low_value
+            return hist
     return None
+
+
+def quantile(num_stats: statistics_pb2.NumericStatistics, q: float) -> float | None:
+    """Quantile `q` read off TFDV's equal-count histogram (None if TFDV computed none)."""
+    hist = quantile_histogram(num_stats)
+    if hist is None:
+        return None
+    index = min(int(round(q * len(hist.buckets))), len(hist.buckets))
+    if index == len(hist.buckets):
+        return hist.buckets[-1].high_value
+    return hist.buckets[index].low_value

@@ -33,7 +33,7 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 from configs.schema import NUMERIC_SCALINGS
 from pipeline.core.records import CATEGORICAL, INT_CATEGORICAL, NUMERIC
 from pipeline.features.column_types import BOOLEAN, FALSE, TRUE
-from pipeline.features.statistics import feature_stats, quantile
+from pipeline.features.statistics import feature_stats, quantile, quantile_histogram
 from vae_model.layout import FeatureLayout
 
 IQR_TO_STD = 1.349
@@ -273,10 +273,7 @@ def _rank_knots(num) -> tuple[tuple[float, ...], tuple[float, ...]]:
     rank, so equal values map to one z. Levels use the plotting position (n F + 1/2) / (n + 1):
     the extremes of n rows sit near +-Phi^-1(1 - 1/(2n)), not at infinity.
     """
-    hist = next(
-        (h for h in num.histograms if h.type == statistics_pb2.Histogram.QUANTILES and h.buckets),
-        None,
-    )
+    hist = quantile_histogram(num)
     if hist is None:
         return (), ()
     bounds = [hist.buckets[0].low_value] + [b.high_value for b in hist.buckets]
