@@ -10,9 +10,10 @@ logarithmic range and flattens the differences the model should see; the standar
 does not have that failure (docs/BENCHMARKS.md measures both).
 `quantile` (rank-Gaussian, a Gaussian copula's marginals): z = Phi^-1(F(x)), F the training
 CDF read off TFDV's quantile histogram (linear between its boundaries, ties at their mid rank,
-clipped to [1/2, n - 1/2] / n), and asinh((x - end) / std) beyond the training range. Every
-column is then standard normal on the training rows, as the decoder's Gaussian assumes, and a
-column's NLL grows with its tail probability, the evidence ECOD and COPOD score.
+at the plotting position (nF + 1/2) / (n + 1)), and asinh((x - end) / std) beyond the training
+range. Every column is then standard normal on the training rows, as the decoder's Gaussian
+assumes, but a rank keeps the order of values, not how far out they are: on the development
+corpus it lost to `std` on both halves (docs/BENCHMARKS.md, "Rank-Gaussian scaling").
 Categories: a vocabulary of the most frequent training values, plus one out-of-vocabulary (OOV)
 bucket for everything else. Booleans: a category whose vocabulary is always ("false", "true"),
 read from any common spelling. Missing values are masked, never imputed as if observed.
