@@ -145,20 +145,20 @@ class TabularEncoding:
         return np.concatenate([values, mask], axis=1)
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
-        """The numeric block `x` on the model's axis: asinh columns at once, then the rest."""
+        """The numeric block `x` on the model's axis: all columns at once when every one is an
+        asinh map (the default), else column by column."""
         centers, scales, ranked = self._scaling
+        if ranked:
+            return np.stack([s.forward(x[:, j]) for j, s in enumerate(self.numeric)], axis=1)
         with np.errstate(over="ignore", invalid="ignore"):
-            z = np.arcsinh((x - centers) / scales)
-        for j in ranked:
-            z[:, j] = self.numeric[j].forward(x[:, j])
-        return z
+            return np.arcsinh((x - centers) / scales)
 
     @cached_property
-    def _scaling(self) -> tuple[np.ndarray, np.ndarray, list[int]]:
-        """Every numeric column's center and scale, and which columns are rank-Gaussian."""
+    def _scaling(self) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Every numeric column's center and scale, and whether any column is rank-Gaussian."""
         centers = np.array([s.center for s in self.numeric], dtype=np.float64)
         scales = np.array([s.scale for s in self.numeric], dtype=np.float64)
-        return centers, scales, [j for j, s in enumerate(self.numeric) if s.knots]
+        return centers, scales, any(s.knots for s in self.numeric)
 
     @cached_property
     def _vocabularies(self) -> tuple[pd.Index, ...]:
