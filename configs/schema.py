@@ -162,12 +162,20 @@ class ModelConfig:
     ensemble_size: int = 1
     trim_fraction: float = 0.0
     trim_start_epoch: int | None = None
+    member_trim_fraction: float | None = None
 
     def latent_size(self, n_features: int) -> int:
         """The code's size for `n_features` feature columns: `latent_dim`, or `auto`'s."""
         if self.latent_dim != LATENT_AUTO:
             return int(self.latent_dim)
         return auto_latent_size(n_features)
+
+    def member_trim(self, member: int) -> float:
+        """The trim_fraction ensemble member `member` trains with: `trim_fraction` for the
+        first, `member_trim_fraction` (where set) for the others."""
+        if member == 0 or self.member_trim_fraction is None:
+            return self.trim_fraction
+        return self.member_trim_fraction
 
     def validate(self) -> None:
         _check_choice("model.image_likelihood", self.image_likelihood, IMAGE_LIKELIHOODS)
@@ -206,6 +214,11 @@ class ModelConfig:
         if not 0 <= self.trim_fraction < 0.5:
             raise ConfigError(
                 f"model.trim_fraction must be in [0, 0.5). Received: {self.trim_fraction}"
+            )
+        if self.member_trim_fraction is not None and not 0 <= self.member_trim_fraction < 0.5:
+            raise ConfigError(
+                "model.member_trim_fraction must be in [0, 0.5) or null. "
+                f"Received: {self.member_trim_fraction}"
             )
         if self.trim_start_epoch is not None and self.trim_start_epoch < 0:
             raise ConfigError(

@@ -356,11 +356,16 @@ def new_model(encoding: Encoding, config: VaepipeConfig):
 
 def member_configs(config: VaepipeConfig) -> list[VaepipeConfig]:
     """The config each ensemble member trains with: the run's, with the member's seed
-    (`vae_model.ensemble.member_seed`), which seeds its weights and its batches' order."""
+    (`vae_model.ensemble.member_seed`), which seeds its weights and its batches' order, and
+    its trim (`ModelConfig.member_trim`: members after the first may fit a trimmed ELBO)."""
     from vae_model.ensemble import member_seed
 
     return [
-        replace(config, train=replace(config.train, seed=member_seed(config.train.seed, k)))
+        replace(
+            config,
+            train=replace(config.train, seed=member_seed(config.train.seed, k)),
+            model=replace(config.model, trim_fraction=config.model.member_trim(k)),
+        )
         for k in range(config.model.ensemble_size)
     ]
 
@@ -408,7 +413,10 @@ def calibrated(
 
 def member_line(member: int, config: VaepipeConfig) -> str:
     size = config.model.ensemble_size
-    return f"      ensemble member {member + 1} of {size} (train.seed {config.train.seed})"
+    trim = config.model.trim_fraction
+    objective = f"trimmed ELBO {trim:g}" if trim else "full ELBO"
+    seed = config.train.seed
+    return f"      ensemble member {member + 1} of {size} (train.seed {seed}, {objective})"
 
 
 def scorer_of(models: Sequence) -> object:

@@ -255,6 +255,7 @@ def test_set_value_that_is_not_yaml_is_a_config_error_naming_the_key():
         ("model.min_log_var=7.0", r"model\.min_log_var must be below model\.max_log_var"),
         ("model.score_tolerance=-1", r"model\.score_tolerance must be >= 0\. Received: -1"),
         ("model.trim_fraction=0.5", r"model\.trim_fraction must be in \[0, 0\.5\)\. Received"),
+        ("model.member_trim_fraction=-1", r"model\.member_trim_fraction must be in \[0, 0\.5\)"),
         ("model.trim_start_epoch=-1", r"model\.trim_start_epoch must be >= 0 or null\. Rec"),
         ("model.ensemble_size=0", r"model\.ensemble_size must be an integer from 1 to 8"),
         ("train.validation_fraction=1.5", r"train\.validation_fraction must be in \(0, 1\)"),

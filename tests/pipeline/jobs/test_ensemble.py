@@ -115,6 +115,34 @@ def test_the_api_trains_the_same_kind_of_bundle(tables):
     assert np.isfinite(detector.decision_function(batch)).all()
 
 
+def test_members_after_the_first_fit_the_member_trim(tables):
+    root, _ = tables
+    train = pd.read_csv(root / "train.csv")
+    detector = vaepipe.fit(
+        train, id_column="id", exclude_columns=["label"], epochs=2, hidden_units=[16, 8],
+        latent_dim=3, ensemble_size=3, trim_fraction=0.0, member_trim_fraction=0.05,
+    )  # fmt: skip
+    bundle = load_bundle(detector._loaded().directory)
+    models = (bundle.model, *bundle.members)
+    # The first member (whose codes the outputs carry) fits every row; the others the trim.
+    assert [m.trim_fraction for m in models] == [0.0, 0.05, 0.05]
+    assert [m.seed for m in models] == [0, 1000, 2000]
+
+
+def test_without_a_member_trim_every_member_fits_the_run_trim():
+    from configs import load_config
+    from pipeline.jobs.train import member_configs, member_line
+
+    config = load_config([], ["model.ensemble_size=3", "model.trim_fraction=0.02"])
+    members = member_configs(config)
+    assert [m.model.trim_fraction for m in members] == [0.02, 0.02, 0.02]
+    mixed = load_config([], ["model.ensemble_size=2", "model.member_trim_fraction=0.05"])
+    assert [member_line(k, m) for k, m in enumerate(member_configs(mixed))] == [
+        "      ensemble member 1 of 2 (train.seed 0, full ELBO)",
+        "      ensemble member 2 of 2 (train.seed 1000, trimmed ELBO 0.05)",
+    ]
+
+
 @pytest.mark.parametrize("size", [0, 9])
 def test_an_ensemble_size_out_of_range_is_refused(tables, tmp_path, size, capsys):
     root, _ = tables
