@@ -159,10 +159,10 @@ class ModelConfig:
     numeric_variance: str = "record"
     score_tolerance: float = 0.5
     image_likelihood: str = "bernoulli"
-    ensemble_size: int = 1
+    ensemble_size: int = 2
     trim_fraction: float = 0.0
     trim_start_epoch: int | None = None
-    member_trim_fraction: float | None = None
+    member_trim_fraction: float | None = 0.05
 
     def latent_size(self, n_features: int) -> int:
         """The code's size for `n_features` feature columns: `latent_dim`, or `auto`'s."""

@@ -96,6 +96,7 @@ def test_retraining_one_model_into_the_folder_removes_the_old_members(trained, t
     copy = tmp_path / "bundle"
     vaepipe.load(trained).save(copy)
     settings = [s for s in SETTINGS if not s.startswith("model.ensemble_size")]
+    settings.append("model.ensemble_size=1")
     args = ["train", "--input", str(root / "train.csv"), "--output", str(copy)]
     assert main(args + [a for s in settings for a in ("--set", s)]) == 0
     assert not (copy / MEMBER_FILES[0]).exists()
@@ -133,10 +134,13 @@ def test_without_a_member_trim_every_member_fits_the_run_trim():
     from configs import load_config
     from pipeline.jobs.train import member_configs, member_line
 
-    config = load_config([], ["model.ensemble_size=3", "model.trim_fraction=0.02"])
+    config = load_config(
+        [], ["model.ensemble_size=3", "model.trim_fraction=0.02", "model.member_trim_fraction=null"]
+    )
     members = member_configs(config)
     assert [m.model.trim_fraction for m in members] == [0.02, 0.02, 0.02]
-    mixed = load_config([], ["model.ensemble_size=2", "model.member_trim_fraction=0.05"])
+    mixed = load_config([], [])  # the default: a full fit and a 5% trimmed fit
+    assert mixed.model.ensemble_size == 2
     assert [member_line(k, m) for k, m in enumerate(member_configs(mixed))] == [
         "      ensemble member 1 of 2 (train.seed 0, full ELBO)",
         "      ensemble member 2 of 2 (train.seed 1000, trimmed ELBO 0.05)",

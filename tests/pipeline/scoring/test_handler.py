@@ -69,7 +69,7 @@ def test_run_inference_scores_each_chunk_as_score_chunk_does(model_dir, bundle):
     results = list(handler.run_inference(chunks, handler.load_model()))
     assert len(results) == 2
     for chunk, result in zip(chunks, results, strict=True):
-        direct = score_chunk(bundle.model, chunk, BATCH)
+        direct = score_chunk(bundle.scorer, chunk, BATCH)
         assert result.chunk.record_ids == chunk.record_ids and result.dead == []
         for key in OUTPUT_KEYS:
             np.testing.assert_allclose(result.terms[key], direct.terms[key], rtol=1e-6, atol=1e-6)
@@ -93,7 +93,7 @@ def test_run_inference_in_a_pipeline_matches_direct_scoring(model_dir, bundle):
     bad.inputs[2, 0] = np.inf  # an observed infinite value: a dead letter, not a crash
     expected = []
     for chunk in (good, bad):
-        expected.append(_summary(score_chunk(bundle.model, chunk, BATCH)))
+        expected.append(_summary(score_chunk(bundle.scorer, chunk, BATCH)))
     assert expected[1][3] == (("bad.csv:2", NON_FINITE_SCORE),)
 
     with BeamTestPipeline() as p:
